@@ -1,0 +1,286 @@
+"""Load any supported HF LVLM for tracing and find the token spans of its prompts.
+
+Per-architecture knowledge lives in one table, :data:`ARCHITECTURES`; everything else is
+read from the real token layout (never from constants such as 576 image tokens or 35 system
+tokens, which is how the original release broke on other models).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .errors import InputError, UnsupportedModelError
+
+#: Name that resolves to the organism shipped inside the package.
+ORGANISM = "organism"
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    """What the toolkit must know about one model family.
+
+    Attributes:
+        family: Human-readable family name.
+        mrope: Whether positions are multimodal RoPE (3-D), computed by the model itself.
+        image_markers: Config attributes naming tokens that wrap the image run
+            (they are counted in the ``image`` segment when adjacent to it).
+    """
+
+    family: str
+    mrope: bool = False
+    image_markers: tuple[str, ...] = ()
+
+
+#: model_type -> ArchInfo. Add a family here; no other module needs to change.
+ARCHITECTURES: dict[str, ArchInfo] = {
+    "llava": ArchInfo("LLaVA"),
+    "llava_next": ArchInfo("LLaVA-NeXT"),
+    "qwen2_vl": ArchInfo("Qwen2-VL", mrope=True, image_markers=("vision_start_token_id", "vision_end_token_id")),
+    "qwen2_5_vl": ArchInfo("Qwen2.5-VL", mrope=True, image_markers=("vision_start_token_id", "vision_end_token_id")),
+    "internvl": ArchInfo("InternVL"),
+}
+
+
+def arch_info(config: Any) -> ArchInfo:
+    """Look up the :class:`ArchInfo` of a model config.
+
+    Raises:
+        UnsupportedModelError: The model type is not in :data:`ARCHITECTURES`.
+    """
+    model_type = getattr(config, "model_type", None)
+    try:
+        return ARCHITECTURES[model_type]
+    except KeyError:
+        valid = ", ".join(sorted(ARCHITECTURES))
+        raise UnsupportedModelError(
+            f"model_type {model_type!r} is not a supported LVLM family; supported: {valid}. "
+            "Add an ArchInfo entry to lvsal_data.models.ARCHITECTURES to support it."
+        ) from None
+
+
+def image_token_id(config: Any) -> int:
+    """The placeholder token id that the processor repeats once per image feature."""
+    for name in ("image_token_id", "image_token_index"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    raise UnsupportedModelError(
+        f"config of model_type {getattr(config, 'model_type', '?')!r} has no image_token_id"
+    )
+
+
+def num_text_layers(config: Any) -> int:
+    """Number of decoder layers of the language model."""
+    return int(config.get_text_config().num_hidden_layers)
+
+
+@dataclass(frozen=True)
+class Spans:
+    """Half-open column ranges ``[start, end)`` of a prompt's segments.
+
+    ``system`` is the text before the image, ``image`` the image placeholder run,
+    ``instruction`` the text after the image up to the answer; the answer starts at
+    ``instruction[1]`` (``answer_start``).
+    """
+
+    system: tuple[int, int]
+    image: tuple[int, int]
+    instruction: tuple[int, int]
+
+    @property
+    def answer_start(self) -> int:
+        return self.instruction[1]
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {"system": list(self.system), "image": list(self.image), "instruction": list(self.instruction)}
+
+
+def find_spans(input_ids: torch.Tensor, config: Any, answer_start: int | None = None) -> Spans:
+    """Segment a prompt from its real token layout.
+
+    Args:
+        input_ids: ``(1, seq)`` or ``(seq,)`` token ids of the prompt (and optionally the answer).
+        config: The model config (gives the image token id and its markers).
+        answer_start: Index of the first answer token; defaults to ``seq`` (prompt only).
+
+    Returns:
+        The :class:`Spans`; the image span runs from the first to the last image
+        placeholder, widened by the family's image markers when they are adjacent.
+
+    Raises:
+        InputError: No image token in the prompt, or the answer starts inside the image.
+
+    Example:
+        >>> spans = find_spans(inputs["input_ids"], model.config)  # doctest: +SKIP
+    """
+    ids = input_ids.reshape(-1)
+    seq = int(ids.numel())
+    answer_start = seq if answer_start is None else int(answer_start)
+    positions = (ids == image_token_id(config)).nonzero().flatten()
+    if positions.numel() == 0:
+        raise InputError("the prompt holds no image token; build it with LVLM.prepare(image, prompt)")
+    start, end = int(positions[0]), int(positions[-1]) + 1
+    markers = {getattr(config, m, None) for m in arch_info(config).image_markers} - {None}
+    if start > 0 and int(ids[start - 1]) in markers:
+        start -= 1
+    if end < seq and int(ids[end]) in markers:
+        end += 1
+    if not end < answer_start <= seq:
+        raise InputError(
+            f"answer_start={answer_start} must lie after the image (ends at {end}) and within the "
+            f"sequence (length {seq})"
+        )
+    return Spans(system=(0, start), image=(start, end), instruction=(end, answer_start))
+
+
+@dataclass
+class LVLM:
+    """A loaded model ready for tracing: ``.model`` (eager attention), ``.processor``.
+
+    Use :meth:`prepare` to turn an image and a prompt into model inputs and spans.
+    """
+
+    model: Any
+    processor: Any
+    name: str
+    revision: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def num_layers(self) -> int:
+        return num_text_layers(self.model.config)
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    def chat_prompt(self, prompt: str) -> str:
+        """The prompt text in the model's own chat template, generation prompt added."""
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def prepare(self, image: Any, prompt: str) -> "Prepared":
+        """Model inputs for one image and one user prompt (batch of 1) and their spans.
+
+        Args:
+            image: A PIL image (or anything the processor accepts).
+            prompt: The user's text, e.g. ``"Please describe this image in detail."``.
+
+        Returns:
+            :class:`Prepared` with ``.inputs`` (on the model's device) and ``.spans``.
+        """
+        text = self.chat_prompt(prompt)
+        batch = self.processor(images=[image], text=[text], return_tensors="pt")
+        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        return Prepared(inputs=inputs, spans=find_spans(inputs["input_ids"], self.model.config), text=text)
+
+
+@dataclass
+class Prepared:
+    """Model inputs for one prompt (batch of 1) with the spans of its segments."""
+
+    inputs: dict[str, Any]
+    spans: Spans
+    text: str = ""
+
+
+def _resolve(name_or_path: str) -> str:
+    if name_or_path == ORGANISM:
+        from .organism import weights_dir  # imported lazily: the organism is optional at import
+
+        return str(weights_dir())
+    return name_or_path
+
+
+def _parse_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+             "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    try:
+        return table[dtype]
+    except KeyError:
+        raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(table)}") from None
+
+
+def load_lvlm(
+    name_or_path: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> LVLM:
+    """Load an LVLM and its processor with eager attention, ready for saliency tracing.
+
+    Args:
+        name_or_path: A local folder, a Hub id, or ``"organism"`` (the shipped model).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: CUDA when available.
+        dtype: ``float32`` / ``float16`` / ``bfloat16``; default float32 on CPU, bfloat16 on GPU.
+        revision: Hub revision to pin (recorded in trace manifests).
+        trust_remote_code: Only when you trust the repository; off by default.
+
+    Returns:
+        An :class:`LVLM` in eval mode.
+
+    Raises:
+        UnsupportedModelError: The family is unknown or cannot give eager attention weights.
+
+    Example:
+        >>> lvlm = load_lvlm("organism")  # doctest: +SKIP
+        >>> prepared = lvlm.prepare(image, "Please describe this image in detail.")  # doctest: +SKIP
+    """
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = _parse_dtype(dtype, device)
+    path = _resolve(name_or_path)
+    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+    config = AutoConfig.from_pretrained(path, **kwargs)
+    arch_info(config)  # fail before downloading weights
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            path, attn_implementation="eager", dtype=torch_dtype, **kwargs
+        )
+    except ValueError as err:
+        if "eager" in str(err) or "attn_implementation" in str(err):
+            raise UnsupportedModelError(f"{name_or_path}: cannot load with eager attention ({err})") from None
+        raise
+    check_eager(model)
+    model.to(device).eval()
+    processor = AutoProcessor.from_pretrained(path, **kwargs)
+    return LVLM(model=model, processor=processor, name=name_or_path, revision=revision)
+
+
+def check_eager(model: Any) -> None:
+    """Raise :class:`UnsupportedModelError` unless the language model runs eager attention."""
+    impl = getattr(model.config.get_text_config(), "_attn_implementation", None)
+    if impl != "eager":
+        raise UnsupportedModelError(
+            f"the language model runs {impl!r} attention; saliency needs the post-softmax weights "
+            "of eager attention. Load it with attn_implementation='eager' (load_lvlm does)."
+        )
+
+
+def cpu_threads() -> int:
+    """Threads torch should use here (respects an explicit OMP_NUM_THREADS)."""
+    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+
+
+__all__ = ["ARCHITECTURES", "ArchInfo", "LVLM", "Prepared", "Spans", "find_spans", "load_lvlm", "check_eager"]

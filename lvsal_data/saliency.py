@@ -1,0 +1,254 @@
+"""Gradient-aware saliency (paper Eqs. 2-6), computed exactly and incrementally.
+
+For a generated token y at absolute position p, its logits come from query row q = p - 1.
+For layer l and head h, with A = the post-softmax attention row A^{l,h}[q, 0..q] and
+loss = -log softmax(logits[q])[y]::
+
+    G       = dLoss / dA^{l,h}[q, 0..q]
+    S^{l,h} = |A (.) G|
+    S^l     = mean_h S^{l,h} ;  Shat^l = S^l / ||S^l||_2
+
+Why one step is exact: A^{l}[q, :] influences the loss only through position q's residual
+stream in layers >= l (causality), which is exactly the graph of a one-token step whose past
+keys / values are detached. So the engine prefills the prompt without gradients and then runs
+one token per step with gradients on, reading the step's own attention row. The tests check
+this against brute-force full-sequence autograd on LLaVA (MHA and GQA), Qwen2-VL (M-RoPE) and
+InternVL.
+
+The K candidates of an SGRS step share that step's forward graph and differ only in their
+loss, so their K rows come from one batched backward (``is_grads_batched``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from .errors import InputError, UnsupportedModelError
+from .models import check_eager, num_text_layers
+
+
+def default_target_layers(num_layers: int) -> list[int]:
+    """The paper's middle band, scaled: layers floor(6L/32) .. floor(8L/32) inclusive.
+
+    For LLaVA-1.5-7B (L=32) this is the release's 6, 7, 8.
+
+    Example:
+        >>> default_target_layers(32)
+        [6, 7, 8]
+        >>> default_target_layers(4)
+        [0, 1]
+    """
+    if num_layers < 1:
+        raise InputError(f"num_layers must be >= 1, got {num_layers}")
+    return list(range((6 * num_layers) // 32, (8 * num_layers) // 32 + 1))
+
+
+def normalized_saliency(attn: Tensor, grad: Tensor) -> Tensor:
+    """Shat = normalise(mean_h |A (.) G|) along the key axis (paper Eqs. 3-5, row norm).
+
+    Args:
+        attn: ``(heads, keys)`` post-softmax attention row of one layer.
+        grad: ``(..., heads, keys)`` dLoss/dA for one or more losses.
+
+    Returns:
+        ``(..., keys)`` float32 rows with unit L2 norm (all-zero rows stay zero).
+    """
+    sal = (attn.float() * grad.float()).abs().mean(dim=-2)  # (..., keys)
+    norm = sal.norm(dim=-1, keepdim=True)
+    return sal / norm.clamp_min(torch.finfo(torch.float32).tiny)
+
+
+def _detach_cache(cache: Any) -> None:
+    """Cut the autograd history of a KV cache in place (the past is a constant)."""
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        raise UnsupportedModelError(f"unsupported KV cache type {type(cache).__name__}; expected a transformers Cache")
+    for layer in layers:
+        for name in ("keys", "values"):
+            value = getattr(layer, name, None)
+            if torch.is_tensor(value) and value.requires_grad:
+                setattr(layer, name, value.detach())
+
+
+@dataclass
+class Step:
+    """One decoding step with gradients on: the query at ``position`` predicts the next token.
+
+    Attributes:
+        position: Absolute position q of the query row (the token fed at this step).
+        logits: ``(vocab,)`` float32 next-token logits, detached.
+        attention: ``(layers, heads, q + 1)`` float32 attention rows of the selected layers, detached.
+    """
+
+    position: int
+    logits: Tensor
+    attention: Tensor
+    _graph_logits: Tensor = field(repr=False)
+    _graph_attn: list[Tensor] = field(repr=False)
+    _used: bool = field(default=False, repr=False)
+
+    def saliency(self, targets: Tensor | Sequence[int] | int) -> Tensor:
+        """Saliency rows of one or more target tokens, from one (batched) backward.
+
+        Args:
+            targets: Token id(s) whose NLL is the loss; K ids give K rows.
+
+        Returns:
+            ``(K, layers, q + 1)`` float32 normalised rows Shat (paper Eq. 5).
+
+        Raises:
+            RuntimeError: Called twice on the same step (the graph is freed after one backward).
+        """
+        if self._used:
+            raise RuntimeError("Step.saliency was already called; pass all targets in one call")
+        self._used = True
+        targets = torch.as_tensor(targets, device=self._graph_logits.device).reshape(-1)
+        logp = torch.log_softmax(self._graph_logits.float(), dim=-1)
+        losses = -logp[targets]  # (K,)
+        if losses.numel() == 1:
+            grads = torch.autograd.grad(losses[0], self._graph_attn)
+            grads = [g.unsqueeze(0) for g in grads]
+        else:
+            eye = torch.eye(losses.numel(), device=losses.device, dtype=losses.dtype)
+            grads = torch.autograd.grad(losses, self._graph_attn, grad_outputs=eye, is_grads_batched=True)
+        rows = [
+            normalized_saliency(att[0, :, 0, :], g[:, 0, :, 0, :])  # (K, q + 1)
+            for att, g in zip(self._graph_attn, grads)
+        ]
+        self._graph_attn = []  # free the graph
+        return torch.stack(rows, dim=1)
+
+
+class SaliencyEngine:
+    """Incremental saliency for one sequence: prefill once, then one token per step.
+
+    Args:
+        model: An HF LVLM loaded with eager attention.
+        layers: Layer indices to trace (default: all).
+
+    Example:
+        >>> engine = SaliencyEngine(model)  # doctest: +SKIP
+        >>> step = engine.start(prepared.inputs)  # the prompt's last token predicts the answer
+        >>> token = int(step.logits.argmax()); row = step.saliency([token])[0]
+        >>> step = engine.step(token)
+    """
+
+    def __init__(self, model: Any, layers: Sequence[int] | None = None) -> None:
+        check_eager(model)
+        self.model = model
+        n = num_text_layers(model.config)
+        self.layers = list(range(n)) if layers is None else [int(l) for l in layers]
+        bad = [l for l in self.layers if not 0 <= l < n]
+        if bad or not self.layers:
+            raise InputError(f"layers {bad or self.layers} out of range for a model with {n} layers")
+        self._cache: Any = None
+        self._position = -1
+
+    @property
+    def position(self) -> int:
+        """Absolute position of the last token fed (the current query row)."""
+        return self._position
+
+    @torch.no_grad()
+    def _prefill(self, inputs: Mapping[str, Any], length: int) -> None:
+        seq = inputs["input_ids"].shape[-1]
+        prefix = {k: (v[:, :length] if torch.is_tensor(v) and v.dim() == 2 and v.shape[-1] == seq else v)
+                  for k, v in inputs.items()}
+        out = self.model(**prefix, use_cache=True)
+        self._cache = out.past_key_values
+        self._position = length - 1
+
+    def start(self, inputs: Mapping[str, Any], context_len: int | None = None) -> Step:
+        """Prefill ``inputs[:context_len - 1]`` and step its last token with gradients on.
+
+        Args:
+            inputs: Model inputs of batch 1 (prompt, optionally followed by more tokens).
+            context_len: How many leading tokens are context (default: all of ``input_ids``).
+
+        Returns:
+            The :class:`Step` whose logits predict the token at ``context_len``.
+        """
+        ids = inputs["input_ids"]
+        if ids.dim() != 2 or ids.shape[0] != 1:
+            raise InputError(f"expected input_ids of shape (1, seq), got {tuple(ids.shape)}")
+        context_len = ids.shape[1] if context_len is None else int(context_len)
+        if not 2 <= context_len <= ids.shape[1]:
+            raise InputError(f"context_len={context_len} must be in [2, {ids.shape[1]}]")
+        self._prefill(inputs, context_len - 1)
+        return self.step(int(ids[0, context_len - 1]))
+
+    def step(self, token_id: int) -> Step:
+        """Feed one token at the next position with gradients on; the past stays constant."""
+        if self._cache is None:
+            raise RuntimeError("call start() before step()")
+        model = self.model
+        device = model.get_input_embeddings().weight.device
+        ids = torch.tensor([[int(token_id)]], device=device)
+        with torch.enable_grad():
+            embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+            out = model(inputs_embeds=embeds, past_key_values=self._cache, use_cache=True, output_attentions=True)
+        attentions = out.attentions
+        if attentions is None or any(attentions[l] is None for l in self.layers):
+            raise UnsupportedModelError(
+                f"{type(model).__name__} returned no attention weights; it must run eager attention"
+            )
+        self._cache = out.past_key_values
+        _detach_cache(self._cache)
+        self._position += 1
+        graph_attn = [attentions[l] for l in self.layers]  # each (1, heads, 1, q + 1)
+        expected = self._position + 1
+        if graph_attn[0].shape[-1] != expected:
+            raise UnsupportedModelError(
+                f"attention row covers {graph_attn[0].shape[-1]} keys, expected {expected}; "
+                "sliding-window or compressed caches are not supported"
+            )
+        logits = out.logits[0, -1]
+        return Step(
+            position=self._position,
+            logits=logits.detach().float(),
+            attention=torch.stack([a[0, :, 0, :].detach().float() for a in graph_attn]),
+            _graph_logits=logits,
+            _graph_attn=graph_attn,
+        )
+
+
+def saliency_rows(
+    model: Any, inputs: Mapping[str, Any], answer_start: int, layers: Sequence[int] | None = None
+) -> Tensor:
+    """Teacher-forced saliency rows of every answer token (paper Eqs. 2-5).
+
+    Args:
+        model: An HF LVLM loaded with eager attention (see :func:`~lvsal_data.load_lvlm`).
+        inputs: Model inputs of prompt + answer, batch 1.
+        answer_start: Index of the first answer token in ``input_ids``.
+        layers: Layer indices (default: all layers).
+
+    Returns:
+        ``(n_answer_tokens, n_layers, seq_len)`` float32: for answer token i at position
+        p = answer_start + i, the head-mean, row-L2-normalised ``|A (.) dLoss/dA|`` of query row
+        p - 1; zeros right of the causal limit (columns > p - 1).
+
+    Example:
+        >>> rows = saliency_rows(lvlm.model, inputs, answer_start=prepared.spans.answer_start)  # doctest: +SKIP
+        >>> rows.shape  # (answer tokens, layers, sequence)  # doctest: +SKIP
+    """
+    ids = inputs["input_ids"]
+    seq = ids.shape[-1]
+    if not 2 <= answer_start < seq:
+        raise InputError(f"answer_start={answer_start} must be in [2, {seq - 1}] for a sequence of {seq}")
+    engine = SaliencyEngine(model, layers)
+    out = torch.zeros(seq - answer_start, len(engine.layers), seq)
+    step = engine.start(inputs, answer_start)
+    for i, pos in enumerate(range(answer_start, seq)):
+        token = int(ids[0, pos])
+        out[i, :, : pos] = step.saliency([token])[0].cpu()
+        if pos + 1 < seq:
+            step = engine.step(token)
+    return out
+
+
+__all__ = ["SaliencyEngine", "Step", "default_target_layers", "normalized_saliency", "saliency_rows"]

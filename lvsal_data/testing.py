@@ -1,0 +1,139 @@
+"""Tiny random LVLMs built from configs in-process (no downloads), for tests and benchmarks.
+
+Each builder returns a :class:`TinyLVLM`: a real transformers model of the family, eager
+attention, and a function that builds batch-1 inputs of the real layout
+(system text, image placeholder run, instruction text, answer) without a processor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from .models import Spans
+
+VOCAB = 96
+
+
+@dataclass
+class TinyLVLM:
+    """A tiny model plus an input builder of the real token layout."""
+
+    model: Any
+    family: str
+    n_image_tokens: int
+    _pixels: Callable[[torch.Generator], dict[str, torch.Tensor]]
+
+    @property
+    def image_token_id(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "image_token_id", None) or cfg.image_token_index)
+
+    def inputs(
+        self, n_system: int = 4, n_instruction: int = 5, n_answer: int = 6, seed: int = 0
+    ) -> tuple[dict[str, torch.Tensor], Spans]:
+        """Random prompt + answer inputs and their spans (answer_start = spans.answer_start)."""
+        gen = torch.Generator().manual_seed(seed)
+        text = lambda n: torch.randint(3, VOCAB - 8, (n,), generator=gen)  # noqa: E731
+        img = torch.full((self.n_image_tokens,), self.image_token_id)
+        ids = torch.cat([text(n_system), img, text(n_instruction), text(n_answer)])[None]
+        start, end = n_system, n_system + self.n_image_tokens
+        spans = Spans(system=(0, start), image=(start, end), instruction=(end, end + n_instruction))
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **self._pixels(gen)}
+        if self.family == "qwen2_vl":
+            batch["mm_token_type_ids"] = (ids == self.image_token_id).int()
+        dtype = next(self.model.parameters()).dtype
+        batch = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
+        return batch, spans
+
+
+def _finish(model: Any) -> Any:
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)  # the engine must not rely on parameter gradients
+    return model
+
+
+def _text(**overrides: Any) -> dict[str, Any]:
+    cfg = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+               num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=4096,
+               pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    cfg.update(overrides)
+    return cfg
+
+
+def tiny_llava(
+    *, kv_heads: int = 4, layers: int = 4, hidden: int = 64, heads: int = 4,
+    image_size: int = 28, patch_size: int = 14, seed: int = 0,
+) -> TinyLVLM:
+    """A tiny ``LlavaForConditionalGeneration`` (CLIP vision tower, Llama text model).
+
+    ``kv_heads < heads`` gives grouped-query attention; ``image_size=336, patch_size=14`` gives
+    LLaVA-1.5's 576 image tokens.
+    """
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, image_size=image_size, patch_size=patch_size,
+                              projection_dim=32)
+    text = LlamaConfig(**_text(num_key_value_heads=kv_heads, num_hidden_layers=layers,
+                               hidden_size=hidden, num_attention_heads=heads, intermediate_size=2 * hidden))
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=VOCAB - 1,
+                         image_seq_length=(image_size // patch_size) ** 2)
+    config._attn_implementation = "eager"
+    model = _finish(LlavaForConditionalGeneration(config))
+    model.config._attn_implementation = "eager"
+    n_img = (image_size // patch_size) ** 2
+    pixels = lambda g: {"pixel_values": torch.randn(1, 3, image_size, image_size, generator=g)}  # noqa: E731
+    return TinyLVLM(model, "llava", n_img, pixels)
+
+
+def tiny_qwen2_vl(*, seed: int = 0, grid: tuple[int, int] = (4, 4)) -> TinyLVLM:
+    """A tiny ``Qwen2VLForConditionalGeneration`` (M-RoPE, GQA) with a (1, h, w) image grid."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    text = _text(num_key_value_heads=2, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3],
+                                                          "rope_theta": 10000.0})
+    vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
+    config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=VOCAB - 1,
+                           video_token_id=VOCAB - 2, vision_start_token_id=VOCAB - 3,
+                           vision_end_token_id=VOCAB - 4)
+    config._attn_implementation = "eager"
+    model = _finish(Qwen2VLForConditionalGeneration(config))
+    h, w = grid
+    patch_dim = 3 * 2 * 14 * 14
+
+    def pixels(g: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"pixel_values": torch.randn(h * w, patch_dim, generator=g),
+                "image_grid_thw": torch.tensor([[1, h, w]])}
+
+    return TinyLVLM(model, "qwen2_vl", h * w // 4, pixels)
+
+
+def tiny_internvl(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``InternVLForConditionalGeneration`` (InternViT-style tower, Qwen2 text model, GQA)."""
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                  image_size=[56, 56], patch_size=[14, 14])
+    text = dict(_text(num_key_value_heads=2), model_type="qwen2")
+    config = InternVLConfig(vision_config=vision, text_config=text, image_token_id=VOCAB - 1,
+                            image_seq_length=4, downsample_ratio=0.5)
+    config._attn_implementation = "eager"
+    model = _finish(InternVLForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 3, 56, 56, generator=g)}  # noqa: E731
+    return TinyLVLM(model, "internvl", 4, pixels)
+
+
+BUILDERS: dict[str, Callable[..., TinyLVLM]] = {
+    "llava": tiny_llava,
+    "llava_gqa": lambda **kw: tiny_llava(kv_heads=2, **kw),
+    "qwen2_vl": tiny_qwen2_vl,
+    "internvl": tiny_internvl,
+}
