@@ -116,7 +116,7 @@ class Step:
             eye = torch.eye(losses.numel(), device=losses.device, dtype=losses.dtype)
             grads = torch.autograd.grad(losses, self._graph_attn, grad_outputs=eye, is_grads_batched=True)
         rows = [
-            normalized_saliency(att[0, :, 0, :], g[:, 0, :, 0, :])  # (K, q + 1)
+            normalized_saliency(att[0, :, 0, :].detach(), g[:, 0, :, 0, :])  # (K, q + 1)
             for att, g in zip(self._graph_attn, grads)
         ]
         self._graph_attn = []  # free the graph

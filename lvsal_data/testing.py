@@ -137,3 +137,36 @@ BUILDERS: dict[str, Callable[..., TinyLVLM]] = {
     "qwen2_vl": tiny_qwen2_vl,
     "internvl": tiny_internvl,
 }
+
+
+#: LLaVA-1.5's chat layout: ``USER: <image>\n{prompt} ASSISTANT:``.
+LLAVA_CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}USER: "
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}"
+    "{% endfor %} {% else %}ASSISTANT: {% for c in m['content'] %}{{ c['text'] }}{% endfor %}</s>{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def tiny_llava_processor(words: list[str], image_size: int = 28, patch_size: int = 14) -> Any:
+    """A real ``LlavaProcessor`` over a word-level ``tokenizers`` vocabulary (for tests).
+
+    The vocabulary is ``<pad> <s> </s> <unk> USER : ASSISTANT <image>`` followed by ``words``;
+    pair it with :func:`tiny_llava` built with the same image size (its vocab must be large
+    enough, and its image_token_index set to the ``<image>`` id, 7).
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlavaProcessor, PreTrainedTokenizerFast
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "USER", ":", "ASSISTANT", "<image>"]
+    vocab = {w: i for i, w in enumerate(specials + [w for w in words if w not in specials])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+    size = {"height": image_size, "width": image_size}
+    images = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=size)
+    return LlavaProcessor(image_processor=images, tokenizer=fast, patch_size=patch_size,
+                          vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
+                          num_additional_image_tokens=1)

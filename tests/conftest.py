@@ -1,0 +1,31 @@
+"""Shared fixtures: seeds fixed, tiny models built once per session."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from lvsal_data.testing import BUILDERS, TinyLVLM
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> dict[str, TinyLVLM]:
+    return {name: build() for name, build in BUILDERS.items()}
+
+
+@pytest.fixture(params=sorted(BUILDERS), scope="session")
+def tiny(request: pytest.FixtureRequest, tiny_models: dict[str, TinyLVLM]) -> TinyLVLM:
+    """Every tiny architecture in turn: LLaVA (MHA), LLaVA (GQA), Qwen2-VL (M-RoPE), InternVL."""
+    return tiny_models[request.param]

@@ -1,0 +1,81 @@
+"""Model loading and span finding on the real token layout, through a real processor."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from lvsal_data import find_spans, load_lvlm, trace_generate
+from lvsal_data.errors import InputError, UnsupportedModelError
+from lvsal_data.models import arch_info
+from lvsal_data.testing import VOCAB, TinyLVLM, tiny_llava, tiny_llava_processor
+
+WORDS = "Please describe this image in detail . a dog cat on the".split()
+
+
+@pytest.fixture(scope="module")
+def saved_llava(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("tiny-llava")
+    tiny = tiny_llava()
+    tiny.model.config.image_token_index = 7  # the processor's <image> id
+    tiny.model.save_pretrained(folder)
+    tiny_llava_processor(WORDS).save_pretrained(folder)
+    return folder
+
+
+def test_load_prepare_and_trace(saved_llava) -> None:
+    lvlm = load_lvlm(str(saved_llava), device="cpu")
+    assert lvlm.model.config.get_text_config()._attn_implementation == "eager"
+    assert not lvlm.model.training
+    prepared = lvlm.prepare(Image.new("RGB", (50, 40), "red"), "Please describe this image in detail.")
+    ids = prepared.inputs["input_ids"][0].tolist()
+    tok = lvlm.tokenizer
+    # USER : <image>x4 Please describe this image in detail . ASSISTANT :
+    assert prepared.text.startswith("USER: <image>") and prepared.text.endswith("ASSISTANT:")
+    assert prepared.spans.system == (0, 2)
+    assert prepared.spans.image == (2, 6) and ids[2:6] == [7] * 4
+    assert prepared.spans.instruction == (6, len(ids))
+    assert tok.decode(ids[6:]).startswith("Please")
+    trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, max_new_tokens=3, eos_token_ids=[])
+    assert len(trace.tokens) == 3
+
+
+def test_dtype_is_applied(saved_llava) -> None:
+    lvlm = load_lvlm(str(saved_llava), device="cpu", dtype="bfloat16")
+    assert lvlm.dtype == torch.bfloat16
+    prepared = lvlm.prepare(Image.new("RGB", (30, 30)), "Please describe this image .")
+    assert prepared.inputs["pixel_values"].dtype == torch.bfloat16
+    trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, max_new_tokens=2, eos_token_ids=[])
+    assert all(t.summary.saliency >= 0 for t in trace.tokens)
+
+
+def test_unknown_dtype(saved_llava) -> None:
+    with pytest.raises(InputError, match="unknown dtype"):
+        load_lvlm(str(saved_llava), device="cpu", dtype="float8")
+
+
+def test_spans_of_each_family(tiny: TinyLVLM) -> None:
+    inputs, spans = tiny.inputs(n_answer=3)
+    found = find_spans(inputs["input_ids"], tiny.model.config, spans.answer_start)
+    assert found == spans
+
+
+def test_qwen2_vl_markers_belong_to_the_image(tiny_models: dict[str, TinyLVLM]) -> None:
+    cfg = tiny_models["qwen2_vl"].model.config
+    img = cfg.image_token_id
+    ids = torch.tensor([[5, 6, cfg.vision_start_token_id, img, img, cfg.vision_end_token_id, 9, 10]])
+    spans = find_spans(ids, cfg)
+    assert spans.image == (2, 6) and spans.system == (0, 2) and spans.instruction == (6, 8)
+
+
+def test_prompt_without_image_is_refused(tiny_models: dict[str, TinyLVLM]) -> None:
+    with pytest.raises(InputError, match="no image token"):
+        find_spans(torch.tensor([[3, 4, 5]]), tiny_models["llava"].model.config)
+
+
+def test_unknown_family_lists_supported() -> None:
+    from transformers import LlamaConfig
+
+    with pytest.raises(UnsupportedModelError, match="supported: .*llava.*qwen2_vl"):
+        arch_info(LlamaConfig(vocab_size=VOCAB))

@@ -1,0 +1,166 @@
+"""The saliency engine equals brute-force full-sequence autograd, on every tiny architecture."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lvsal_data import SaliencyEngine, default_target_layers, saliency_rows
+from lvsal_data.errors import InputError, UnsupportedModelError
+from lvsal_data.testing import TinyLVLM, tiny_llava
+
+TOL = 1e-5
+
+
+def brute_force_rows(model, inputs, answer_start: int) -> torch.Tensor:
+    """Independent reference: one full-sequence forward, one backward per answer token.
+
+    Row of answer token at position p: query p - 1, loss = -log softmax(logits[p - 1])[y_p],
+    S = mean_h |A (.) dL/dA|, L2-normalised over keys 0..p-1.
+    """
+    for p in model.parameters():
+        p.requires_grad_(True)
+    try:
+        out = model(**inputs, output_attentions=True)
+        ids = inputs["input_ids"][0]
+        seq = ids.numel()
+        rows = torch.zeros(seq - answer_start, len(out.attentions), seq)
+        for i, p in enumerate(range(answer_start, seq)):
+            loss = torch.nn.functional.cross_entropy(out.logits[0, p - 1][None].float(), ids[p][None])
+            grads = torch.autograd.grad(loss, out.attentions, retain_graph=True)
+            for layer, (att, grad) in enumerate(zip(out.attentions, grads)):
+                s = (att[0, :, p - 1, :p] * grad[0, :, p - 1, :p]).abs().sum(0)  # sum = mean after norm
+                rows[i, layer, :p] = s / s.norm()
+        return rows
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+
+def test_equals_brute_force(tiny: TinyLVLM) -> None:
+    inputs, spans = tiny.inputs(n_answer=7)
+    got = saliency_rows(tiny.model, inputs, spans.answer_start)
+    ref = brute_force_rows(tiny.model, inputs, spans.answer_start)
+    seq = inputs["input_ids"].shape[1]
+    assert got.shape == (7, tiny.model.config.get_text_config().num_hidden_layers, seq)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, ref, atol=TOL, rtol=0)
+
+
+def test_rows_are_causal_and_unit_norm(tiny: TinyLVLM) -> None:
+    inputs, spans = tiny.inputs(n_answer=4)
+    rows = saliency_rows(tiny.model, inputs, spans.answer_start)
+    for i in range(rows.shape[0]):
+        q = spans.answer_start + i - 1
+        assert torch.all(rows[i, :, q + 1 :] == 0)
+        torch.testing.assert_close(rows[i].norm(dim=-1), torch.ones(rows.shape[1]))
+
+
+def test_layer_subset_is_a_slice(tiny: TinyLVLM) -> None:
+    inputs, spans = tiny.inputs(n_answer=3)
+    full = saliency_rows(tiny.model, inputs, spans.answer_start)
+    sub = saliency_rows(tiny.model, inputs, spans.answer_start, layers=[3, 1])
+    torch.testing.assert_close(sub, full[:, [3, 1]], atol=TOL, rtol=0)
+
+
+def test_qwen2_vl_positions_are_really_multimodal(tiny_models: dict[str, TinyLVLM]) -> None:
+    """Guards the M-RoPE check above: the text after the image is not at arange positions."""
+    tiny = tiny_models["qwen2_vl"]
+    inputs, _ = tiny.inputs()
+    _, deltas = tiny.model.model.get_rope_index(
+        inputs["input_ids"], image_grid_thw=inputs["image_grid_thw"],
+        attention_mask=inputs["attention_mask"], mm_token_type_ids=inputs["mm_token_type_ids"],
+    )
+    assert int(deltas.abs().sum()) > 0
+
+
+def test_batched_candidates_equal_one_by_one(tiny: TinyLVLM) -> None:
+    inputs, spans = tiny.inputs(n_answer=3)
+    context = spans.answer_start + 2  # a step inside the answer
+    step = SaliencyEngine(tiny.model).start(inputs, context)
+    candidates = step.logits.topk(5).indices
+    batched = step.saliency(candidates)
+    assert batched.shape[0] == 5
+    for k, c in enumerate(candidates):
+        single = SaliencyEngine(tiny.model).start(inputs, context).saliency([int(c)])[0]
+        torch.testing.assert_close(batched[k], single, atol=TOL, rtol=0)
+
+
+def test_candidate_rows_equal_teacher_forced_rows(tiny: TinyLVLM) -> None:
+    """Scoring candidate c at a step equals the teacher-forced row of an answer ending in c."""
+    inputs, spans = tiny.inputs(n_answer=2)
+    step = SaliencyEngine(tiny.model).start(inputs, spans.answer_start + 1)
+    cand = int(step.logits.topk(3).indices[2])
+    row = step.saliency([cand])[0]
+    forced = dict(inputs)
+    ids = inputs["input_ids"].clone()
+    ids[0, spans.answer_start + 1] = cand
+    forced["input_ids"] = ids
+    ref = saliency_rows(tiny.model, forced, spans.answer_start)[1, :, : spans.answer_start + 1]
+    torch.testing.assert_close(row, ref, atol=TOL, rtol=0)
+
+
+def test_release_indexing_reads_a_zero_gradient_row(tiny_models: dict[str, TinyLVLM]) -> None:
+    """The public SGRS code appends the candidate, takes the loss at logits[-2] (correct), but
+    reads the saliency on the last row, the candidate's own: its gradient is exactly zero, so
+    every candidate scores 0. The emitting row (-2) carries the signal and equals ours."""
+    tiny = tiny_models["llava"]
+    inputs, spans = tiny.inputs(n_answer=1)  # the last token is the candidate
+    model = tiny.model
+    for p in model.parameters():
+        p.requires_grad_(True)
+    try:
+        out = model(**inputs, output_attentions=True)
+        cand = inputs["input_ids"][0, -1]
+        loss = -torch.log_softmax(out.logits[0, -2].float(), -1)[cand]
+        grads = torch.autograd.grad(loss, out.attentions)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    for att, grad in zip(out.attentions, grads):
+        assert torch.count_nonzero(grad[0, :, -1, :]) == 0
+        assert torch.count_nonzero((att[0, :, -1, :] * grad[0, :, -1, :]).abs()) == 0
+        assert torch.count_nonzero(grad[0, :, -2, :]) > 0
+    ours = saliency_rows(model, inputs, spans.answer_start)[0]
+    assert torch.all(ours.norm(dim=-1) > 0.99)
+
+
+def test_engine_leaves_parameters_untouched(tiny_models: dict[str, TinyLVLM]) -> None:
+    tiny = tiny_models["llava"]
+    inputs, spans = tiny.inputs(n_answer=2)
+    saliency_rows(tiny.model, inputs, spans.answer_start)
+    assert all(p.grad is None and not p.requires_grad for p in tiny.model.parameters())
+
+
+def test_step_backward_is_single_use(tiny_models: dict[str, TinyLVLM]) -> None:
+    tiny = tiny_models["llava"]
+    inputs, _ = tiny.inputs(n_answer=0)
+    step = SaliencyEngine(tiny.model).start(inputs)
+    step.saliency([3])
+    with pytest.raises(RuntimeError, match="already called"):
+        step.saliency([4])
+
+
+def test_default_target_layers() -> None:
+    assert default_target_layers(32) == [6, 7, 8]
+    assert default_target_layers(28) == [5, 6, 7]
+    assert default_target_layers(4) == [0, 1]
+    with pytest.raises(InputError):
+        default_target_layers(0)
+
+
+def test_bad_arguments_are_clear(tiny_models: dict[str, TinyLVLM]) -> None:
+    tiny = tiny_models["llava"]
+    inputs, spans = tiny.inputs(n_answer=2)
+    seq = inputs["input_ids"].shape[1]
+    with pytest.raises(InputError, match="answer_start"):
+        saliency_rows(tiny.model, inputs, seq)
+    with pytest.raises(InputError, match="out of range"):
+        saliency_rows(tiny.model, inputs, spans.answer_start, layers=[9])
+
+
+def test_non_eager_attention_is_refused() -> None:
+    model = tiny_llava().model
+    model.config.get_text_config()._attn_implementation = "sdpa"
+    with pytest.raises(UnsupportedModelError, match="eager"):
+        SaliencyEngine(model)
