@@ -5,6 +5,7 @@ The public names a user needs; everything else is private to its module.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .labels import Mention, find_mentions
 from .models import LVLM, Prepared, Spans, find_spans, load_lvlm
 from .saliency import SaliencyEngine, default_target_layers, saliency_rows
 from .tracing import Trace, trace_generate
@@ -16,12 +17,14 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 __all__ = [
     "LVLM",
+    "Mention",
     "Prepared",
     "SaliencyEngine",
     "Spans",
     "Trace",
     "__version__",
     "default_target_layers",
+    "find_mentions",
     "find_spans",
     "load_lvlm",
     "saliency_rows",
