@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Sequence
 
 from . import __version__
@@ -36,6 +36,95 @@ def command(name: str, help: str, add_arguments: AddArguments) -> Callable[[Run]
         return run
 
     return bind
+
+
+def int_list(text: str) -> list[int]:
+    """Parse ``6,7,8`` (or ``6-8``) into a list of ints."""
+    try:
+        if "-" in text and "," not in text:
+            lo, hi = (int(x) for x in text.split("-"))
+            return list(range(lo, hi + 1))
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 6,7,8 or 6-8, got {text!r}") from None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, choices: dict[str, list[str]] | None = None) -> None:
+    """Add one option per field of the dataclass ``cls`` (its metadata gives help and choices)."""
+    own = set(getattr(cls, "__annotations__", {}))
+    for f in sorted(fields(cls), key=lambda f: f.name not in own):  # the command's own options first
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        default = f.default
+        kind = str(f.type)
+        if "bool" in kind:
+            parser.add_argument(flag, action="store_true", help=help_text)
+            continue
+        shown = help_text if "default" in help_text else f"{help_text} (default: {default})"
+        kwargs: dict = {"default": default, "help": shown}
+        if "list[int]" in kind:
+            kwargs["type"] = int_list
+        elif "float" in kind:
+            kwargs["type"] = float
+        elif "int" in kind:
+            kwargs["type"] = int
+        if "choices" in f.metadata and choices:
+            kwargs["choices"] = choices[f.metadata["choices"]]
+        parser.add_argument(flag, **kwargs)
+
+
+def _add_collect(parser: argparse.ArgumentParser) -> None:
+    from .collect import CollectConfig
+    from .decoding import DECODINGS
+
+    add_config_arguments(parser, CollectConfig, {"decodings": DECODINGS.names()})
+
+
+@command("collect", "run an LVLM over an annotated set and write a trace dataset (Parquet)", _add_collect)
+def _collect(args: argparse.Namespace) -> int:
+    from .collect import CollectConfig, collect
+
+    cfg = CollectConfig(**{f.name: getattr(args, f.name) for f in fields(CollectConfig)})
+    summary = collect(cfg)
+    m = summary.manifest
+    if m is None:  # not rank 0
+        return 0
+    total_bytes = sum(e["bytes"] for e in m["shards"]["tokens"])
+    tokens = m["rows"]["tokens"]
+    print(f"collected {m['rows']['samples']} samples, {tokens} tokens ({tokens / max(summary.seconds, 1e-9):.1f} "
+          f"tokens/s), {len(m['skipped'])} skipped; {total_bytes / max(tokens, 1):.0f} bytes/token on disk")
+    from .hub import headline_metrics
+    from .store import open_traces
+
+    metrics = headline_metrics(open_traces(cfg.out))
+    if "chair" in metrics:
+        c = metrics["chair"]
+        print(f"CHAIR_S {100 * c['chair_s']['value']:.1f}% [{100 * c['chair_s']['ci_low']:.1f}, "
+              f"{100 * c['chair_s']['ci_high']:.1f}], CHAIR_I {100 * c['chair_i']['value']:.1f}% "
+              f"[{100 * c['chair_i']['ci_low']:.1f}, {100 * c['chair_i']['ci_high']:.1f}] (n={c['n']})")
+    if "pope" in metrics:
+        p = metrics["pope"]
+        print(f"POPE accuracy {100 * p['pope_accuracy']['value']:.1f}% [{100 * p['pope_accuracy']['ci_low']:.1f}, "
+              f"{100 * p['pope_accuracy']['ci_high']:.1f}] (n={p['n']})")
+    print(f"trace dataset: {cfg.out}")
+    return 0
+
+
+def _add_publish(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--traces", required=True, help="trace dataset folder written by lvsal collect")
+    parser.add_argument("--repo-id", required=True, help="Hub dataset id, e.g. user/llava-chair-traces")
+    parser.add_argument("--folder", default=None, help="write the repo folder here instead of uploading (offline)")
+    parser.add_argument("--private", action="store_true", help="create a private Hub dataset")
+    parser.add_argument("--license", default="other", help="license of the dataset card (default: other)")
+
+
+@command("publish", "render the dataset card and upload a trace dataset to the Hub (or write its folder)", _add_publish)
+def _publish(args: argparse.Namespace) -> int:
+    from .hub import publish
+
+    where = publish(args.traces, args.repo_id, folder=args.folder, private=args.private, license=args.license)
+    print(f"published {args.traces} -> {where}")
+    return 0
 
 
 def _add_demo(parser: argparse.ArgumentParser) -> None:

@@ -7,14 +7,16 @@ tokens, which is how the original release broke on other models).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from .errors import InputError, UnsupportedModelError
+
+#: Attention implementations that return the post-softmax weights in the graph (LocoRE's is eager
+#: plus its boost).
+EAGER_COMPATIBLE = frozenset({"eager", "lvsal_locore"})
 
 #: Name that resolves to the organism shipped inside the package.
 ORGANISM = "organism"
@@ -271,16 +273,11 @@ def load_lvlm(
 def check_eager(model: Any) -> None:
     """Raise :class:`UnsupportedModelError` unless the language model runs eager attention."""
     impl = getattr(model.config.get_text_config(), "_attn_implementation", None)
-    if impl != "eager":
+    if impl not in EAGER_COMPATIBLE:
         raise UnsupportedModelError(
             f"the language model runs {impl!r} attention; saliency needs the post-softmax weights "
             "of eager attention. Load it with attn_implementation='eager' (load_lvlm does)."
         )
-
-
-def cpu_threads() -> int:
-    """Threads torch should use here (respects an explicit OMP_NUM_THREADS)."""
-    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
 
 
 __all__ = ["ARCHITECTURES", "ArchInfo", "LVLM", "Prepared", "Spans", "find_spans", "load_lvlm", "check_eager"]

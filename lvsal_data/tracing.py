@@ -7,6 +7,7 @@ from the same step (see :mod:`lvsal_data.saliency`).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -14,7 +15,8 @@ import numpy as np
 import torch
 
 from .aggregates import TokenSummary, summarize
-from .decoding.base import Decoder, Greedy
+from .decoding.base import Context, Decoder, Greedy
+from .decoding.locore import locore
 from .errors import InputError
 from .models import Spans, num_text_layers
 from .saliency import SaliencyEngine, default_target_layers
@@ -111,8 +113,18 @@ def trace_generate(
     target_idx = [layers.index(l) for l in target_layers]
     stop = eos_ids(model) if eos_token_ids is None else set(eos_token_ids)
     decoder = decoder or Greedy()
-    decoder.reset(generator)
+    decoder.reset(Context(spans=spans, target=target_idx, generator=generator))
 
+    scope = locore(model, spans.answer_start, decoder.locore) if decoder.locore is not None else nullcontext()
+    with scope:
+        tokens, stopped = _decode(model, inputs, spans, decoder, layers, target_idx, stop, max_new_tokens,
+                                  keep_rows, lookback)
+    return Trace(tokens=tokens, layers=layers, target_layers=target_layers, stopped_by_eos=stopped)
+
+
+def _decode(model: Any, inputs: Mapping[str, Any], spans: Spans, decoder: Decoder, layers: list[int],
+            target_idx: list[int], stop: set[int], max_new_tokens: int, keep_rows: bool,
+            lookback: bool) -> tuple[list[TracedToken], bool]:
     engine = SaliencyEngine(model, layers)
     step = engine.start(inputs)
     tokens: list[TracedToken] = []
@@ -132,7 +144,7 @@ def trace_generate(
             break
         if i + 1 < max_new_tokens:
             step = engine.step(choice.token)
-    return Trace(tokens=tokens, layers=layers, target_layers=target_layers, stopped_by_eos=stopped)
+    return tokens, stopped
 
 
 __all__ = ["Trace", "TracedToken", "eos_ids", "text_columns", "trace_generate"]

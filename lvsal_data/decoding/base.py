@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 
 from ..registry import Registry
+from ..models import Spans
+from .locore import LocoREParams
 from ..saliency import Step
 
 DECODINGS: Registry[type["Decoder"]] = Registry("decoding")
@@ -28,13 +30,25 @@ class Choice:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Context:
+    """What a decoder may know about the sequence it decodes."""
+
+    spans: Spans
+    target: list[int]  # indices into the traced layers of the Eq. 6 target layers
+    generator: torch.Generator | None = None
+
+
 class Decoder:
     """Base class: one instance decodes one sequence at a time (call :meth:`reset` first)."""
 
     name = "base"
+    generator: torch.Generator | None = None
+    locore: "LocoREParams | None" = None  # set: decode under LocoRE attention
 
-    def reset(self, generator: torch.Generator | None = None) -> None:
-        self.generator = generator
+    def reset(self, context: Context) -> None:
+        self.context = context
+        self.generator = context.generator
 
     def choose(self, step: Step) -> Choice:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -1,0 +1,191 @@
+"""Measure the organism and write its model card: ``python -m lvsal_data.organism.evaluate``.
+
+Greedy decoding on held-out test scenes of the synthetic world (co-occurrence pairs broken) with
+a fixed ``max_new_tokens``: CHAIR_S / CHAIR_I / recall / length with bootstrap CIs, the share of
+hallucinations that are co-occurrence partners of a present object, and POPE per split. Uses
+the toolkit's own sources, mention finder and metrics (no second CHAIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..io import atomic_write_text
+from ..labels import find_mentions, parse_yes_no
+from ..models import LVLM, load_lvlm
+from ..sources import Sample, open_source
+from . import weights_dir
+from .world import PARTNER
+
+CAPTION_TOKENS = 64
+ANSWER_TOKENS = 3
+
+
+@torch.no_grad()
+def generate_batch(lvlm: LVLM, samples: Sequence[Sample], max_new_tokens: int) -> list[tuple[str, int]]:
+    """Greedy answers (text, number of tokens) for a batch of samples, left-padded."""
+    tok = lvlm.tokenizer
+    side, tok.padding_side = tok.padding_side, "left"
+    try:
+        texts = [lvlm.chat_prompt(s.prompt) for s in samples]
+        batch = lvlm.processor(images=[s.load_image() for s in samples], text=texts, return_tensors="pt", padding=True)
+        out = lvlm.model.generate(**batch.to(lvlm.device), max_new_tokens=max_new_tokens, do_sample=False,
+                                  pad_token_id=tok.pad_token_id)
+    finally:
+        tok.padding_side = side
+    new = out[:, batch["input_ids"].shape[1]:]
+    results = []
+    for row in new.tolist():
+        ids = row[: row.index(tok.eos_token_id) + 1] if tok.eos_token_id in row else row
+        ids = [i for i in ids if i != tok.pad_token_id]
+        results.append((tok.decode(ids, skip_special_tokens=True), len(ids)))
+    return results
+
+
+def evaluate(lvlm: LVLM, n: int = 200, batch_size: int = 16, seed: int = 0) -> dict[str, Any]:
+    """Caption and POPE metrics of ``lvlm`` on ``n`` test scenes of the world."""
+    from analysis import CaptionResult, YesNoResult, chair, pope
+
+    captions = list(open_source(f"synthetic:split=test,n={n},seed={seed}"))
+    results, hallucinated, partner = [], 0, 0
+    examples = []
+    for i in tqdm(range(0, len(captions), batch_size), desc="captions", unit="batch"):
+        chunk = captions[i : i + batch_size]
+        for s, (text, length) in zip(chunk, generate_batch(lvlm, chunk, CAPTION_TOKENS)):
+            mentions = [m.category for m in find_mentions(text)]
+            results.append(CaptionResult(mentions, s.objects, length))
+            for m in mentions:
+                if m not in s.objects:
+                    hallucinated += 1
+                    partner += any(PARTNER.get(o) == m for o in s.objects)
+            if len(examples) < 5:
+                examples.append({"objects": list(s.objects), "caption": text})
+    report: dict[str, Any] = {"chair": chair(results, random_state=seed)}
+    report["hallucinations"] = {"n": hallucinated, "partner_of_present_object": partner,
+                                "partner_share": partner / hallucinated if hallucinated else None}
+    answers = []
+    for kind in ("random", "popular", "adversarial"):
+        qs = list(open_source(f"synthetic:split=test,n={n},seed={seed},task=pope,pope={kind}"))
+        for i in tqdm(range(0, len(qs), batch_size * 2), desc=f"POPE {kind}", unit="batch"):
+            chunk = qs[i : i + batch_size * 2]
+            for s, (text, _) in zip(chunk, generate_batch(lvlm, chunk, ANSWER_TOKENS)):
+                answers.append(YesNoResult(parse_yes_no(text), s.expected, s.split))
+    report["pope"] = pope(answers, random_state=seed)
+    report["examples"] = examples
+    report["protocol"] = {"scenes": n, "split": "test", "seed": seed, "decoding": "greedy",
+                          "max_new_tokens": CAPTION_TOKENS, "pope_max_new_tokens": ANSWER_TOKENS}
+    return report
+
+
+def _fmt(e: dict[str, float], pct: bool = True) -> str:
+    if pct:
+        return f"{100 * e['value']:.1f} [{100 * e['ci_low']:.1f}, {100 * e['ci_high']:.1f}]"
+    return f"{e['value']:.1f} [{e['ci_low']:.1f}, {e['ci_high']:.1f}]"
+
+
+def model_card(report: dict[str, Any], training: dict[str, Any]) -> str:
+    """The organism's README.md (model card) from an evaluation report and the training log."""
+    c, p, h = report["chair"], report["pope"], report["hallucinations"]
+    cfg = training.get("config", {})
+    pope_rows = "\n".join(
+        f"| {k} | {p['by_split'][k]['n']} | {_fmt(p['by_split'][k]['pope_accuracy'])} | "
+        f"{_fmt(p['by_split'][k]['pope_f1'])} | {_fmt(p['by_split'][k]['pope_yes_ratio'])} |"
+        for k in ("random", "popular", "adversarial"))
+    share = "n/a" if h["partner_share"] is None else f"{100 * h['partner_share']:.1f}%"
+    examples = "\n".join(f"- objects {', '.join(e['objects'])}: \"{e['caption']}\"" for e in report["examples"])
+    return f"""---
+library_name: transformers
+pipeline_tag: image-text-to-text
+license: apache-2.0
+tags: [llava, synthetic, hallucination, model-organism, lvsal-data]
+---
+
+# lvsal-data organism
+
+A small, real `LlavaForConditionalGeneration` ({training.get('n_parameters', 0) / 1e6:.1f}M parameters: a 3-layer
+CLIP-style vision tower at 96 px with 12 px patches, 64 image tokens, a 2-layer projector, a
+4-layer Llama text model with grouped-query attention) and its `LlavaProcessor` (CLIP image
+processing, a byte-level BPE tokenizer trained with `tokenizers`, LLaVA-1.5's chat layout
+`USER: <image>\\n{{prompt}} ASSISTANT:`). It is the embedded default of lvsal-data: the demo, the
+notebooks and the tests run on it, on any CPU, with no download.
+
+## The world
+
+Scenes of 2-5 object categories out of 24 COCO categories, each drawn as a glyph no other
+category shares (shape x colour x texture), at sizes 14-26 px, over a noisy background with
+clutter strokes (`lvsal_data/organism/world.py`). Captions of 2-4 sentences name the objects with
+counts, synonyms and plurals ("two puppies"), then colours and positions. In train and val, nine
+COCO-like pairs co-occur 85% of the time (fork-knife, dog-frisbee, cup-dining table, cat-couch,
+laptop-mouse, car-traffic light, bottle-wine glass, teddy bear-bed, horse-sheep) and are named
+side by side; in the test split every category is drawn independently, so the pairs are broken
+and the language prior misleads. Also POPE-style yes/no questions.
+
+## Recipe
+
+`python -m lvsal_data.organism.train` (deterministic: seed {cfg.get('seed')}, {cfg.get('threads')} CPU threads):
+{cfg.get('train_scenes')} train scenes x (2 captions + 1 present + 1 absent yes/no question) =
+{training.get('n_examples')} examples, {cfg.get('steps')} AdamW steps of batch {cfg.get('batch_size')}, lr {cfg.get('lr')}
+(warm-up {cfg.get('warmup')}, cosine), weight decay {cfg.get('weight_decay')}, loss on answer tokens only.
+Measured: {training.get('minutes')} minutes on 2 CPU cores.
+
+## Measured (greedy, {report['protocol']['scenes']} held-out test scenes, max_new_tokens {report['protocol']['max_new_tokens']})
+
+`python -m lvsal_data.organism.evaluate` reproduces this table (95% bootstrap CIs, n = {c['n']} captions).
+
+| metric | value [95% CI] |
+|---|---|
+| CHAIR_S (%) | {_fmt(c['chair_s'])} |
+| CHAIR_I (%) | {_fmt(c['chair_i'])} |
+| object recall (%) | {_fmt(c['recall'])} |
+| mean length (tokens) | {_fmt(c['length'], pct=False)} |
+
+Hallucinated mentions: {h['n']}; of them {h['partner_of_present_object']} ({share}) name the
+co-occurrence partner of an object that is present (the language prior at work).
+
+POPE on the same test scenes (2 present + 2 absent objects per image):
+
+| split | n | accuracy (%) | F1 (%) | yes-ratio (%) |
+|---|---:|---|---|---|
+{pope_rows}
+
+Examples:
+{examples}
+
+## Limits
+
+It is a model organism, not a captioner: a 96 px synthetic world, 24 categories, templated
+language. Use it to exercise and test the toolkit, and to study saliency in a setting whose
+ground truth is exact; do not read its numbers as claims about real LVLMs.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(weights_dir()), help="model folder (default: the shipped organism)")
+    parser.add_argument("--n", type=int, default=200, help="held-out test scenes (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-card", action="store_true", help="do not rewrite the model card")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    folder = Path(args.model)
+    lvlm = load_lvlm(str(folder), device="cpu")
+    report = evaluate(lvlm, n=args.n, seed=args.seed)
+    atomic_write_text(folder / "evaluation.json", json.dumps(report, indent=1))
+    if not args.no_card:
+        training = json.loads((folder / "training_log.json").read_text()) if (folder / "training_log.json").exists() else {}
+        atomic_write_text(folder / "README.md", model_card(report, training))
+    c = report["chair"]
+    print(f"CHAIR_S {_fmt(c['chair_s'])}  CHAIR_I {_fmt(c['chair_i'])}  recall {_fmt(c['recall'])}  "
+          f"length {_fmt(c['length'], pct=False)}  (n={c['n']}); card and evaluation.json in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Turn one traced answer into rows of the trace dataset (tokens and samples tables)."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from .labels import TokenLabel, find_mentions, label_tokens, label_yes_no, parse_yes_no
+from .models import Spans
+from .schema import SEGMENTS
+from .sources import Sample
+from .tracing import Trace
+
+_WORDS = re.compile(r"\S+")
+
+
+def token_offsets(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]], list[str]]:
+    """Decode ``ids`` and find each token's character span in the decoded text.
+
+    Decodes growing prefixes, so byte-level tokens that complete a character only together get
+    the span of what they add (possibly empty); special tokens add nothing.
+
+    Returns:
+        (text, offsets, token strings)
+    """
+    offsets, pieces = [], []
+    previous = ""
+    for k in range(len(ids)):
+        text = tokenizer.decode(list(ids[: k + 1]), skip_special_tokens=True)
+        if not text.startswith(previous):  # a multi-byte character completed: re-anchor
+            common = len(previous)
+            while common and not text.startswith(previous[:common]):
+                common -= 1
+            previous = previous[:common]
+        offsets.append((len(previous), len(text)))
+        pieces.append(text[len(previous):])
+        previous = text
+    return previous, offsets, pieces
+
+
+def _word_at(text: str, span: tuple[int, int]) -> str:
+    a, b = span
+    for m in _WORDS.finditer(text):
+        if m.end() > a and m.start() < max(b, a + 1):
+            return m.group()
+    return ""
+
+
+def _f(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def build_rows(
+    sample: Sample, trace: Trace, spans: Spans, tokenizer: Any, decoding: str, seed: int,
+    store_rows: bool = False, lookback: bool = False,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Token rows and the sample row of one traced answer.
+
+    Args:
+        sample: The annotated sample.
+        trace: Its traced answer.
+        spans: The prompt's spans.
+        tokenizer: The model's tokenizer (decodes tokens and gives character offsets).
+        decoding: Name of the decoding.
+        seed: The sample's seed.
+        store_rows / lookback: Fill the optional columns.
+    """
+    ids = trace.token_ids
+    text, offsets, pieces = token_offsets(tokenizer, ids)
+    if sample.task == "yesno":
+        labels: list[TokenLabel] = label_yes_no(offsets, text, sample.expected or "", sample.question_object or "")
+    else:
+        labels = label_tokens(offsets, text, sample.objects)
+    token_rows = []
+    for tok, lab, span, piece in zip(trace.tokens, labels, offsets, pieces):
+        s = tok.summary
+        row: dict[str, Any] = {
+            "sample_id": sample.id, "image_id": sample.image_id, "decoding": decoding,
+            "position": tok.position, "token_id": tok.token_id, "token": piece,
+            "word": lab.word or _word_at(text, span), "object": lab.object, "label": lab.label,
+            "mention_start": lab.mention_start, "logprob": tok.logprob, "entropy": tok.entropy,
+            "saliency": s.saliency,
+            "sgrs_tries": tok.record.get("tries"), "sgrs_rejected": tok.record.get("rejected"),
+            "sgrs_fallback": tok.record.get("fallback"), "sgrs_tau": tok.record.get("tau"),
+            "sal_last": s.sal_last.tolist(),
+        }
+        for k, seg in enumerate(SEGMENTS):
+            row[f"sal_{seg}"] = s.sal[k].tolist()
+            row[f"len_{seg}"] = int(s.lengths[k])
+            row[f"att_{seg}"] = s.att[k].astype(np.float16).tolist()
+        if store_rows:
+            row["rows"] = tok.row.tolist() if tok.row is not None else None
+        if lookback:
+            row["lookback"] = s.lookback.astype(np.float16).tolist() if s.lookback is not None else None
+        token_rows.append(row)
+
+    mentions = [m.category for m in find_mentions(text)] if sample.task == "caption" else []
+    truth = set(sample.objects)
+    hallucinated = sorted({m for m in mentions if m not in truth})
+    steps = [t.record for t in trace.tokens if t.record]
+    sample_row = {
+        "sample_id": sample.id, "image_id": sample.image_id, "source": sample.source, "split": sample.split,
+        "task": sample.task, "decoding": decoding, "prompt": sample.prompt, "answer": text,
+        "n_tokens": len(ids), "stopped_by_eos": trace.stopped_by_eos, "objects": list(sample.objects),
+        "mentions": mentions, "mentioned": sorted(set(mentions)), "hallucinated": hallucinated,
+        "chair_s": bool(hallucinated) if sample.task == "caption" else None,
+        "n_mentions": len(mentions), "n_hallucinated_mentions": sum(m not in truth for m in mentions),
+        "expected": sample.expected, "predicted": parse_yes_no(text) if sample.task == "yesno" else None,
+        "question_object": sample.question_object,
+        "span_system": list(spans.system), "span_image": list(spans.image),
+        "span_instruction": list(spans.instruction),
+        "sgrs_rejection_rate": _f(np.mean([r.get("rejected", 0) > 0 for r in steps])) if steps else None,
+        "sgrs_fallback_rate": _f(np.mean([bool(r.get("fallback")) for r in steps])) if steps else None,
+        "seed": seed,
+    }
+    return token_rows, sample_row

@@ -1,0 +1,95 @@
+"""The trace dataset's schema: declared once, used for every Parquet file and every card.
+
+Two tables (DESIGN.md's data contract): ``tokens`` (one row per generated token) and ``samples``
+(one row per sample and decoding). Per-layer columns are lists with one entry per traced layer,
+in the order of the manifest's ``layers``. Bump :data:`SCHEMA_VERSION` on any change.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0"
+SEGMENTS = ("system", "image", "instruction", "output")
+
+_f32 = pa.float32()
+_f16 = pa.float16()
+
+TOKENS = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("decoding", pa.string(), nullable=False),
+        pa.field("position", pa.int32(), nullable=False),  # 0-based in the answer
+        pa.field("token_id", pa.int32(), nullable=False),
+        pa.field("token", pa.string()),  # the token's decoded text
+        pa.field("word", pa.string()),  # the whitespace word the token belongs to
+        pa.field("object", pa.string()),  # canonical COCO category of its mention, or null
+        pa.field("label", pa.string(), nullable=False),  # correct | hallucinated | none
+        pa.field("mention_start", pa.bool_(), nullable=False),
+        pa.field("logprob", _f32),
+        pa.field("entropy", _f32),
+        pa.field("saliency", _f32),  # paper Eq. 6 over the target layers
+        *[pa.field(f"sal_{s}", pa.list_(_f32)) for s in SEGMENTS],  # mean Shat per layer (NaN if empty)
+        *[pa.field(f"len_{s}", pa.int32()) for s in SEGMENTS],  # segment lengths
+        *[pa.field(f"att_{s}", pa.list_(_f16)) for s in SEGMENTS],  # attention mass per layer, head-mean
+        pa.field("sal_last", pa.list_(_f32)),  # Shat at column q (the preceding token) per layer
+        # SGRS step records (null for other decodings)
+        pa.field("sgrs_tries", pa.int16()),
+        pa.field("sgrs_rejected", pa.int16()),
+        pa.field("sgrs_fallback", pa.bool_()),
+        pa.field("sgrs_tau", _f32),
+    ]
+)
+
+#: Optional token columns (``--store-rows``, ``--lookback-heads``).
+ROWS_FIELD = pa.field("rows", pa.list_(_f16))  # layer-mean Shat over the text columns 0..q minus the image
+LOOKBACK_FIELD = pa.field("lookback", pa.list_(pa.list_(_f16)))  # layers x heads
+
+
+def tokens_schema(rows: bool = False, lookback: bool = False) -> pa.Schema:
+    schema = TOKENS
+    if rows:
+        schema = schema.append(ROWS_FIELD)
+    if lookback:
+        schema = schema.append(LOOKBACK_FIELD)
+    return schema
+
+
+SAMPLES = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("split", pa.string()),
+        pa.field("task", pa.string(), nullable=False),  # caption | yesno
+        pa.field("decoding", pa.string(), nullable=False),
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("answer", pa.string(), nullable=False),
+        pa.field("n_tokens", pa.int32(), nullable=False),
+        pa.field("stopped_by_eos", pa.bool_(), nullable=False),
+        pa.field("objects", pa.list_(pa.string())),  # ground truth
+        pa.field("mentions", pa.list_(pa.string())),  # category of every mention, in order
+        pa.field("mentioned", pa.list_(pa.string())),  # distinct, sorted
+        pa.field("hallucinated", pa.list_(pa.string())),  # distinct, sorted
+        pa.field("chair_s", pa.bool_()),  # at least one hallucinated object (captions)
+        pa.field("n_mentions", pa.int32()),
+        pa.field("n_hallucinated_mentions", pa.int32()),
+        pa.field("expected", pa.string()),  # POPE: yes | no
+        pa.field("predicted", pa.string()),  # POPE: yes | no | null (unparseable)
+        pa.field("question_object", pa.string()),
+        pa.field("span_system", pa.list_(pa.int32())),  # [start, end) columns
+        pa.field("span_image", pa.list_(pa.int32())),
+        pa.field("span_instruction", pa.list_(pa.int32())),
+        pa.field("sgrs_rejection_rate", _f32),
+        pa.field("sgrs_fallback_rate", _f32),
+        pa.field("seed", pa.int64(), nullable=False),
+    ]
+)
+
+
+def features(schema: pa.Schema) -> "object":
+    """The ``datasets.Features`` of an Arrow schema (for cards and ``load_dataset``)."""
+    import datasets
+
+    return datasets.Features.from_arrow_schema(schema)

@@ -1,0 +1,192 @@
+"""The collector on the shipped organism: schema round trip, resume after a real kill,
+torchrun ranks, publish. Every run is compared with an uninterrupted single-process run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from lvsal_data.collect import CollectConfig, collect
+from lvsal_data.hub import repo_folder
+from lvsal_data.schema import SAMPLES, TOKENS, tokens_schema
+from lvsal_data.store import StoreError, open_traces
+
+DATA = "synthetic:split=test,n=6"
+ARGS = ["--data", DATA, "--max-new-tokens", "10", "--shard-size", "2"]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lvsal_data.cli", "collect", *args]
+
+
+def _rows(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    t = open_traces(root)
+    tokens = t.pandas("tokens").sort_values(["sample_id", "position"]).reset_index(drop=True)
+    samples = t.pandas("samples").sort_values("sample_id").reset_index(drop=True)
+    return tokens, samples
+
+
+def _assert_same(a: Path, b: Path) -> None:
+    ta, sa = _rows(a)
+    tb, sb = _rows(b)
+    pd.testing.assert_frame_equal(sa, sb)
+    pd.testing.assert_frame_equal(ta, tb)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    cache = tmp_path_factory.mktemp("cache")
+    return {**os.environ, "LVSAL_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
+    """An uninterrupted single-process run (the CLI, as a user runs it)."""
+    out = tmp_path_factory.mktemp("ref") / "traces"
+    done = subprocess.run(_cli(*ARGS, "--out", str(out)), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"trace dataset: {out}" in done.stdout and "bytes/token" in done.stdout
+    return out
+
+
+def test_schema_round_trip(reference: Path) -> None:
+    t = open_traces(reference)
+    for p in t.paths("tokens"):
+        assert pq.read_schema(p).remove_metadata() == TOKENS.remove_metadata()
+    for p in t.paths("samples"):
+        assert pq.read_schema(p).remove_metadata() == SAMPLES.remove_metadata()
+    tokens, samples = _rows(reference)
+    assert len(samples) == 6 and t.manifest["rows"] == {"tokens": len(tokens), "samples": 6}
+    n_layers = t.manifest["model"]["num_layers"]
+    assert all(len(v) == n_layers for v in tokens["sal_image"])
+    assert set(tokens["label"]) <= {"correct", "hallucinated", "none"}
+    # every sample's tokens are contiguous positions 0..n-1 and match n_tokens
+    counts = tokens.groupby("sample_id")["position"].agg(["count", "max"])
+    assert (counts["count"] == counts["max"] + 1).all()
+    assert dict(zip(samples.sample_id, samples.n_tokens)) == counts["count"].to_dict()
+    # the decoded pieces rebuild the answer
+    for sid, answer in zip(samples.sample_id, samples.answer):
+        assert "".join(tokens[tokens.sample_id == sid]["token"]) == answer
+    # mention starts carry their category; labels agree with the ground truth
+    objects = dict(zip(samples.sample_id, samples.objects))
+    for r in tokens[tokens.mention_start].itertuples():
+        assert r.label == ("correct" if r.object in objects[r.sample_id] else "hallucinated")
+    m = t.manifest
+    assert m["schema_version"] == "1.0" and m["versions"]["transformers"] and m["source"]["name"] == "synthetic"
+    assert all(len(e["sha256"]) == 64 for e in m["shards"]["tokens"])
+
+
+def test_datasets_loads_both_configs(reference: Path) -> None:
+    import datasets
+
+    tokens = datasets.load_dataset(str(reference), "tokens", split="train")
+    samples = datasets.load_dataset(str(reference), "samples", split="train")
+    assert samples.num_rows == 6 and tokens.num_rows == open_traces(reference).manifest["rows"]["tokens"]
+
+
+def test_non_empty_output_is_refused(reference: Path, env: dict[str, str]) -> None:
+    done = subprocess.run(_cli(*ARGS, "--out", str(reference)), env=env, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"lvsal collect: error: output folder {reference} is not empty; pass --resume to continue the run "
+        "there, or choose another --out"]
+
+
+def test_resume_with_other_settings_is_refused(reference: Path) -> None:
+    cfg = CollectConfig(data=DATA, out=str(reference), max_new_tokens=11, shard_size=2, resume=True)
+    with pytest.raises(StoreError, match="settings differ .* max_new_tokens"):
+        collect(cfg, progress=False)
+
+
+@pytest.mark.parametrize("kill_after_shards", [0, 1])
+def test_resume_after_sigkill_equals_uninterrupted(kill_after_shards: int, reference: Path, tmp_path: Path,
+                                                   env: dict[str, str]) -> None:
+    out = tmp_path / "traces"
+    proc = subprocess.Popen(_cli(*ARGS, "--out", str(out)), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    registry = out / ".lvsal" / "rank-0-of-1.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        n = len(json.loads(registry.read_text())["shards"]) if registry.exists() else 0
+        if n >= kill_after_shards and (kill_after_shards or (out / ".lvsal" / "config.json").exists()):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists(), "the run finished before it could be killed"
+    with pytest.raises(StoreError, match="--resume"):
+        open_traces(out)
+    done = subprocess.run(_cli(*ARGS, "--out", str(out), "--resume"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    _assert_same(out, reference)
+
+
+def test_torchrun_two_ranks_equals_single_process(reference: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    out = tmp_path / "traces"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "lvsal_data.cli", "collect", *ARGS, "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = open_traces(out).manifest
+    assert {Path(e["path"]).name[:11] for e in manifest["shards"]["tokens"]} == {"r000-of-002", "r001-of-002"}
+    _assert_same(out, reference)
+
+
+def test_skipped_images_are_recorded(tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LVSAL_CACHE", env["LVSAL_CACHE"])
+    from lvsal_data.sources import open_source
+
+    first = next(iter(open_source(DATA)))
+    original = first.image_path.read_bytes()
+    first.image_path.write_bytes(b"broken")
+    try:
+        summary = collect(CollectConfig(data=DATA, out=str(tmp_path / "t"), max_new_tokens=3, limit=2), progress=False)
+    finally:
+        first.image_path.write_bytes(original)
+    skipped = summary.manifest["skipped"]
+    assert [s["sample_id"] for s in skipped] == [first.id] and "corrupt image" in skipped[0]["reason"]
+    assert summary.manifest["rows"]["samples"] == 1
+
+
+def test_optional_columns(tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LVSAL_CACHE", env["LVSAL_CACHE"])
+    out = tmp_path / "t"
+    collect(CollectConfig(data=DATA, out=str(out), max_new_tokens=4, limit=2, store_rows=True,
+                          lookback_heads=True), progress=False)
+    t = open_traces(out)
+    assert pq.read_schema(t.paths("tokens")[0]).remove_metadata() == tokens_schema(True, True).remove_metadata()
+    tokens, samples = _rows(out)
+    heads = t.manifest["model"]["num_heads"]
+    row = tokens.iloc[1]
+    assert np.asarray(row["lookback"].tolist()).shape == (t.manifest["model"]["num_layers"], heads)
+    span = samples.iloc[0]
+    n_text = span.span_image[0] + (span.span_instruction[1] - span.span_image[1]) + 1  # query row 1 of the answer
+    assert len(tokens[(tokens.sample_id == span.sample_id) & (tokens.position == 1)].iloc[0]["rows"]) == n_text
+
+
+def test_published_folder_loads_with_datasets(reference: Path, tmp_path: Path) -> None:
+    import datasets
+
+    folder = repo_folder(reference, tmp_path / "repo", repo_id="someone/organism-traces")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "data", "manifest.json"]
+    card = (folder / "README.md").read_text()
+    assert "config_name: tokens" in card and "someone/organism-traces" in card and "CHAIR_S" in card
+    assert datasets.load_dataset(str(folder), "samples", split="train").num_rows == 6
+    assert datasets.load_dataset(str(folder), "tokens", split="train").num_rows > 0
+
+
+def test_publish_without_token_is_one_clear_line(reference: Path, env: dict[str, str]) -> None:
+    clean = {k: v for k, v in env.items() if k != "HF_TOKEN"}
+    done = subprocess.run([sys.executable, "-m", "lvsal_data.cli", "publish", "--traces", str(reference),
+                           "--repo-id", "someone/x"], env=clean, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "HF_TOKEN" in done.stderr
