@@ -161,7 +161,7 @@ def test_synthetic_goes_through_the_real_readers(tmp_path: Path, monkeypatch: py
     assert len(caps) == 6 and all(s.objects for s in caps)
     questions = list(open_source("synthetic:split=test,n=6,task=pope,pope=popular"))
     assert {s.expected for s in questions} == {"yes", "no"} and {s.split for s in questions} == {"popular"}
-    assert (tmp_path / "synthetic-v1" / "test-n6-seed0" / "annotations" / "instances_test.json").exists()
+    assert (tmp_path / "synthetic-v2" / "test-n6-seed0" / "annotations" / "instances_test.json").exists()
 
 
 def test_spec_parsing_and_registry() -> None:

@@ -13,12 +13,14 @@ of (split, seed, index).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from ..io import atomic_write_text
@@ -203,7 +205,11 @@ def render(scene: Scene) -> Image.Image:
     rng = random.Random(f"render/{scene.seed}/{scene.split}/{scene.image_id}")
     base = rng.randint(70, 130)
     background = (base, base, base)
-    noise = Image.effect_noise((IMAGE_SIZE, IMAGE_SIZE), 28).convert("RGB")
+    # PIL's effect_noise draws from C's unseeded rand(); our own generator keeps renders exact.
+    noise_rng = np.random.default_rng(int.from_bytes(hashlib.sha256(
+        f"noise/{scene.seed}/{scene.split}/{scene.image_id}".encode()).digest()[:8], "little"))
+    grey = noise_rng.normal(128.0, 28.0, (IMAGE_SIZE, IMAGE_SIZE)).clip(0, 255).astype(np.uint8)
+    noise = Image.fromarray(grey, mode="L").convert("RGB")
     img = Image.blend(Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), background), noise, 0.35)
     draw = ImageDraw.Draw(img)
     for _ in range(rng.randint(3, 8)):  # clutter: thin strokes that name nothing

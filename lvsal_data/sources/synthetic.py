@@ -17,7 +17,7 @@ from .base import SOURCES, Sample, Source, SourceError
 from .coco import CocoSource
 from .pope import POPE_SPLITS, PopeSource
 
-WORLD_VERSION = "1"
+WORLD_VERSION = "2"
 
 
 def cache_root() -> Path:
