@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import LvsalError
-from .io import atomic_write_text
+from .io import atomic_write_text, plain_mode
 from .schema import SAMPLES, SCHEMA_VERSION
 
 META = ".lvsal"
@@ -56,6 +56,7 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> dict[str, Any]:
         pq.write_table(table, tmp, compression="zstd")
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        plain_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
