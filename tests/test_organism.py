@@ -96,8 +96,8 @@ def test_organism_captions_a_fixed_scene_with_a_true_object() -> None:
     scene = make_scene("test", 0)
     inputs = lvlm.prepare(scene.render(), "Please describe this image in detail.")
     with torch.no_grad():
-        out = lvlm.model.generate(**inputs, max_new_tokens=40, do_sample=False)
-    text = lvlm.processor.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = lvlm.model.generate(**inputs.inputs, max_new_tokens=40, do_sample=False)
+    text = lvlm.processor.decode(out[0, inputs.inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     assert {m.category for m in find_mentions(text)} & set(scene.categories), text
 
 

@@ -129,10 +129,19 @@ and the language prior misleads. Also POPE-style yes/no questions.
 
 ## Recipe
 
-`python -m lvsal_data.organism.train` (deterministic: seed {cfg.get('seed')}, {cfg.get('threads')} CPU threads):
-{cfg.get('train_scenes')} train scenes x (2 captions + 1 present + 1 absent yes/no question) =
-{training.get('n_examples')} examples, {cfg.get('steps')} AdamW steps of batch {cfg.get('batch_size')}, lr {cfg.get('lr')}
-(warm-up {cfg.get('warmup')}, cosine), weight decay {cfg.get('weight_decay')}, loss on answer tokens only.
+`python -m lvsal_data.organism.train` (deterministic: seed {cfg.get('seed')}, {cfg.get('threads')} CPU threads), in two stages
+as LLaVA is built:
+
+1. **Vision tower** ({cfg.get('vision_steps')} AdamW steps of batch {cfg.get('vision_batch')}, lr {cfg.get('vision_lr')}): pretrained
+   on multi-label object presence of the train scenes through a linear probe on the patch
+   features LLaVA reads (`vision_feature_layer` -2), {cfg.get('vision_pool')}-pooled over patches; the probe
+   is dropped. The projector's first layer is then initialised with the features' mean and std
+   folded in.
+2. **Captioning and yes/no** ({cfg.get('steps')} AdamW steps of batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, warm-up
+   {cfg.get('warmup')}, cosine, weight decay {cfg.get('weight_decay')}, loss on answer tokens only), the vision tower
+   {'frozen' if cfg.get('freeze_vision') else 'trained too'}: {cfg.get('train_scenes')} train scenes x ({cfg.get('captions_per_scene')} captions +
+   {cfg.get('questions_per_scene')} yes/no question(s), present and absent objects alternating) = {training.get('n_examples')} examples.
+
 Measured: {training.get('minutes')} minutes on 2 CPU cores.
 
 ## Measured (greedy, {report['protocol']['scenes']} held-out test scenes, max_new_tokens {report['protocol']['max_new_tokens']})

@@ -33,13 +33,71 @@ class TrainConfig:
     """The recipe; written into ``training_log.json``."""
 
     train_scenes: int = 6000
-    steps: int = 1600
+    steps: int = 1800
     batch_size: int = 32
     lr: float = 1.5e-3
     warmup: int = 100
     weight_decay: float = 0.01
     seed: int = 0
     threads: int = 2
+    captions_per_scene: int = 2
+    vision_steps: int = 1200
+    vision_batch: int = 64
+    vision_lr: float = 2e-3
+    freeze_vision: bool = True  # as LLaVA keeps its pretrained CLIP frozen
+    vision_pool: str = "mean"  # how the presence probe pools patch logits: mean or max
+    questions_per_scene: int = 1  # alternately about a present and an absent object
+
+
+def pretrain_vision(model, pixels: torch.Tensor, scenes: list, cfg: "TrainConfig") -> list[float]:
+    """Stage 0: pretrain the vision tower on multi-label object presence, as real LVLMs start from
+    a pretrained image encoder. A linear probe on the patch features of the layer LLaVA reads
+    (``vision_feature_layer``), pooled over patches (``vision_pool``).
+    The probe is thrown away afterwards."""
+    tower = model.model.vision_tower
+    layer = model.config.vision_feature_layer
+    probe = torch.nn.Linear(tower.config.hidden_size, len(CATEGORIES))
+    # mean pooling makes the *average* patch feature say what is present, so one language-model
+    # head attending evenly over the image can already read it; max pooling keeps it local.
+    pool = (lambda x: x.mean(dim=1)) if cfg.vision_pool == "mean" else (lambda x: x.amax(dim=1))
+    targets = torch.tensor([[float(c in s.categories) for c in CATEGORIES] for s in scenes])
+    params = list(tower.parameters()) + list(probe.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    losses = []
+    bar = tqdm(range(cfg.vision_steps), desc="pretraining vision tower", unit="step")
+    for step in bar:
+        idx = torch.randint(0, len(scenes), (cfg.vision_batch,), generator=gen)
+        hidden = tower(pixel_values=pixels[idx], output_hidden_states=True).hidden_states[layer][:, 1:]
+        logits = pool(probe(hidden))  # (batch, categories)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(round(loss.item(), 5))
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    with torch.no_grad():
+        idx = torch.arange(min(512, len(scenes)))
+        hidden = tower(pixel_values=pixels[idx], output_hidden_states=True).hidden_states[layer][:, 1:]
+        acc = ((pool(probe(hidden)) > 0).float() == targets[idx]).float().mean().item()
+    print(f"vision tower: presence accuracy {acc:.3f} on training scenes", file=sys.stderr)
+    return losses
+
+
+@torch.no_grad()
+def standardize_projector(model, pixels: torch.Tensor) -> None:
+    """Fold the mean and std of the vision features into the projector's first layer, so it sees
+    standardised inputs (a data-dependent initialisation: the raw features share a large common
+    component that would otherwise dominate every image token)."""
+    tower = model.model.vision_tower
+    feats = torch.cat([tower(pixel_values=pixels[i : i + 256], output_hidden_states=True)
+                       .hidden_states[model.config.vision_feature_layer][:, 1:].reshape(-1, tower.config.hidden_size)
+                       for i in range(0, min(len(pixels), 1024), 256)])
+    mean, std = feats.mean(0), feats.std(0).clamp_min(1e-6)
+    lin = model.model.multi_modal_projector.linear_1
+    lin.weight.div_(std)
+    lin.bias.sub_(lin.weight @ mean)
 
 
 def yesno_prompt(category: str) -> str:
@@ -47,18 +105,21 @@ def yesno_prompt(category: str) -> str:
     return f"Is there {article} {category} in the image?{YESNO_SUFFIX}"
 
 
-def build_examples(n_scenes: int, seed: int) -> tuple[list, list[tuple[int, str, str]]]:
+def build_examples(cfg: TrainConfig) -> tuple[list, list[tuple[int, str, str]]]:
     """Scenes and (scene index, prompt, answer) examples of the train split."""
-    rng = random.Random(f"train-examples/{seed}")
-    scenes = [make_scene("train", i, seed) for i in range(n_scenes)]
+    rng = random.Random(f"train-examples/{cfg.seed}")
+    scenes = [make_scene("train", i, cfg.seed) for i in range(cfg.train_scenes)]
     examples = []
     for k, scene in enumerate(scenes):
-        for text in scene.captions:
-            examples.append((k, CAPTION_PROMPT, text))
+        for j in range(cfg.captions_per_scene):
+            examples.append((k, CAPTION_PROMPT, scene.captions[j % len(scene.captions)]))
         present = scene.categories
         absent = [c for c in CATEGORIES if c not in present]
-        examples.append((k, yesno_prompt(rng.choice(present)), "Yes"))
-        examples.append((k, yesno_prompt(rng.choice(absent)), "No"))
+        for j in range(cfg.questions_per_scene):
+            if (k + j) % 2 == 0:
+                examples.append((k, yesno_prompt(rng.choice(present)), "Yes"))
+            else:
+                examples.append((k, yesno_prompt(rng.choice(absent)), "No"))
     return scenes, examples
 
 
@@ -68,7 +129,7 @@ def epoch_batches(examples: list, batch_size: int, gen: torch.Generator) -> list
     for i, (_, prompt, _) in enumerate(examples):
         kinds[prompt == CAPTION_PROMPT].append(i)
     batches = []
-    for idx in kinds.values():
+    for idx in (v for v in kinds.values() if v):
         perm = [idx[j] for j in torch.randperm(len(idx), generator=gen).tolist()]
         batches += [perm[k : k + batch_size] for k in range(0, len(perm) - batch_size + 1, batch_size)]
     return [batches[j] for j in torch.randperm(len(batches), generator=gen).tolist()]
@@ -87,8 +148,8 @@ def train(out: Path, cfg: TrainConfig) -> Path:
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     started = time.time()
-    scenes, examples = build_examples(cfg.train_scenes, cfg.seed)
-    corpus = [e[2] for e in examples] + [e[1] for e in examples] + ["USER: ASSISTANT:"]
+    scenes, examples = build_examples(cfg)
+    corpus = [" " + e[2] for e in examples] + [e[1] for e in examples] + ["USER: ASSISTANT:"]  # answers as encoded
     tokenizer = build_tokenizer(corpus)
     processor = build_processor(tokenizer)
     model = build_model(tokenizer, cfg.seed)
@@ -99,9 +160,15 @@ def train(out: Path, cfg: TrainConfig) -> Path:
                                                   return_tensors="pt")["pixel_values"]
                         for i in range(0, len(scenes), 500)])
     encoded = [encode(tokenizer, p, a) for _, p, a in examples]
+    vision_log = pretrain_vision(model, pixels, scenes, cfg) if cfg.vision_steps else []
+    if cfg.vision_steps:
+        standardize_projector(model, pixels)
+    if cfg.freeze_vision and cfg.vision_steps:
+        model.model.vision_tower.requires_grad_(False)
 
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.dim() >= 2]
+    no_decay = [p for n, p in trainable if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     schedule = lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))  # noqa: E731
@@ -140,7 +207,8 @@ def train(out: Path, cfg: TrainConfig) -> Path:
     minutes = (time.time() - started) / 60
     (out / "training_log.json").write_text(json.dumps(
         {"config": asdict(cfg), "minutes": round(minutes, 1), "n_examples": len(examples),
-         "n_parameters": sum(p.numel() for p in model.parameters()), "loss": log[::10]}, indent=1))
+         "n_parameters": sum(p.numel() for p in model.parameters()), "vision_loss": vision_log[::10],
+         "loss": log[::10]}, indent=1))
     print(f"trained in {minutes:.1f} min; final loss {sum(log[-50:]) / 50:.3f}; weights in {out}")
     return out
 
@@ -149,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=weights_dir(), help="output folder (default: the shipped weights)")
     for name, value in asdict(TrainConfig()).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+        kind = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(value, bool) else type(value)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     args = parser.parse_args(argv)
     cfg = TrainConfig(**{k: getattr(args, k) for k in asdict(TrainConfig())})
     train(args.out, cfg)
