@@ -29,7 +29,7 @@ from .records import build_rows
 from .saliency import default_target_layers
 from .schema import tokens_schema
 from .sources import ImageLoadError, Sample, open_source
-from .store import ShardWriter, merge_manifest
+from .store import ShardWriter, check_output_folder, merge_manifest
 from .tracing import trace_generate
 
 
@@ -130,6 +130,8 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
     dist = world > 1
     if dist and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("gloo")
+    if rank == 0:
+        check_output_folder(cfg.out, cfg.resume)  # before the model loads: refusing must be quick
     decoder = decoder or build_decoder(cfg.decoding, cfg)
     source = open_source(cfg.data)
     samples = list(source)

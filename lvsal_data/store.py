@@ -47,6 +47,14 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_output_folder(root: str | Path, resume: bool) -> None:
+    """Refuse a non-empty output folder unless resuming (cheap: run it before loading a model)."""
+    root = Path(root)
+    if not resume and root.exists() and any(root.iterdir()):
+        raise StoreError(f"output folder {root} is not empty; pass --resume to continue the run "
+                         "there, or choose another --out")
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> dict[str, Any]:
     """Write ``table`` to ``path`` atomically; returns its shard record (path, rows, sha256)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,9 +102,7 @@ class ShardWriter:
         meta = self.root / META
         cfg_path = meta / "config.json"
         if self.root.exists() and any(self.root.iterdir()):
-            if not self.resume:
-                raise StoreError(f"output folder {self.root} is not empty; pass --resume to continue the run "
-                                 "there, or choose another --out")
+            check_output_folder(self.root, self.resume)
             if not cfg_path.exists():
                 raise StoreError(f"{self.root} holds no lvsal run to resume ({cfg_path} missing); choose an "
                                  "empty --out")

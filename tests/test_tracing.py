@@ -74,5 +74,5 @@ def test_bad_arguments(tiny_models: dict[str, TinyLVLM]) -> None:
         trace_generate(tiny.model, inputs, spans, max_new_tokens=0)
     with pytest.raises(InputError, match="target layers"):
         trace_generate(tiny.model, inputs, spans, layers=[0], target_layers=[1])
-    with pytest.raises(UnknownNameError, match="valid: greedy, sample"):
+    with pytest.raises(UnknownNameError, match="valid: greedy, locore, sample, sgrs, sgrs\\+locore"):
         DECODINGS["beam"]
