@@ -127,13 +127,109 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_fit_detector(parser: argparse.ArgumentParser) -> None:
+    from analysis.features import FEATURE_SETS
+
+    parser.add_argument("--traces", required=True, help="trace dataset folder")
+    parser.add_argument("--out", required=True, help="output folder (detector.json, report.json, roc.png)")
+    parser.add_argument("--features", default="all", choices=FEATURE_SETS.names(),
+                        help="feature set of the saved detector (default: all); every set is cross-validated")
+    parser.add_argument("--model", default="logistic", choices=["logistic", "boosting"],
+                        help="detector family for the cross-validated report (the saved detector is logistic)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+@command("fit-detector", "fit hallucination detectors on traces (grouped CV, AUROC/AUPRC with CIs)", _add_fit_detector)
+def _fit_detector(args: argparse.Namespace) -> int:
+    from analysis.workflows import fit_detectors
+
+    report = fit_detectors(args.traces, args.out, features=args.features, model=args.model, random_state=args.seed)
+    for name in ("saliency", "attention", "logit", "all"):
+        a = report[name]["auroc"]
+        print(f"{name:>9}: AUROC {a['value']:.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}] "
+              f"(n_pos={report[name]['n_pos']}, n_neg={report[name]['n_neg']})")
+    print(f"detector, report and ROC plot: {args.out}")
+    return 0
+
+
+def _add_calibrate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--traces", required=True, help="trace dataset folder (greedy traces of the model)")
+    parser.add_argument("--out", required=True, help="output JSON file (feed it to --calibration)")
+    parser.add_argument("--max-false-rejection", type=float, default=0.05,
+                        help="largest share of correct mention starts SGRS may reject (default: 0.05)")
+
+
+@command("calibrate", "choose SGRS's target layers, W and alpha for a model from its traces", _add_calibrate)
+def _calibrate(args: argparse.Namespace) -> int:
+    from analysis.workflows import calibrate_to_file
+
+    r = calibrate_to_file(args.traces, args.out, args.max_false_rejection)
+    print(f"alpha {r['alpha']}, W {r['window']}, target layers {r['target_layers']}: catches "
+          f"{100 * r['catch_rate']:.1f}% of {r['n']['hallucinated_mention_starts']} hallucinated mention starts, "
+          f"rejects {100 * r['false_rejection_rate']:.1f}% of {r['n']['correct_mention_starts']} correct ones")
+    print(f"calibration: {args.out}")
+    return 0
+
+
+def _add_verify(parser: argparse.ArgumentParser) -> None:
+    from .decoding import DECODINGS, DecodingOptions
+
+    parser.add_argument("--model", default="organism", help="local folder, Hub id, or 'organism' (default)")
+    parser.add_argument("--data", default="synthetic", help="data spec (default: synthetic)")
+    parser.add_argument("--out", required=True, help="output folder (metrics.json, report.md, plots, traces)")
+    parser.add_argument("--decodings", default="greedy,sgrs,locore,sgrs+locore",
+                        help=f"comma-separated, from {', '.join(DECODINGS.names())} (default: greedy,sgrs,locore,sgrs+locore)")
+    parser.add_argument("--limit", type=int, default=None, help="at most N samples")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length cap, the same for every decoding")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted verification")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default=None)
+    add_config_arguments(parser, DecodingOptions)
+
+
+@command("verify", "run each decoding on the same samples and test the fixes against greedy (CIs)", _add_verify)
+def _verify(args: argparse.Namespace) -> int:
+    from analysis.verification import verify
+
+    from .decoding import DECODINGS, DecodingOptions
+
+    names = [d.strip() for d in args.decodings.split(",") if d.strip()]
+    for d in names:
+        DECODINGS[d]  # unknown names list the valid ones
+    options = DecodingOptions(**{f.name: getattr(args, f.name) for f in fields(DecodingOptions)})
+    result = verify(args.model, args.data, args.out, names, limit=args.limit, seed=args.seed,
+                    max_new_tokens=args.max_new_tokens, options=options, resume=args.resume,
+                    device=args.device, dtype=args.dtype)
+    print((result.out / "report.md").read_text())
+    print(f"metrics, report and plots: {result.out}")
+    return 0
+
+
 def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="lvsal-demo", help="output folder (default: lvsal-demo)")
+    parser.add_argument("--scenes", type=int, default=100, help="scenes per set (default: 100)")
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="answer length cap (default: 48)")
+    parser.add_argument("--seed", type=int, default=0)
 
 
 @command("demo", "the whole pipeline on the embedded default (organism + synthetic world)", _add_demo)
 def _demo(args: argparse.Namespace) -> int:
-    print("lvsal demo: not yet available (it lands with the demo issue); `make test` runs the suite.")
+    from .demo import DemoConfig, run_demo
+
+    m = run_demo(DemoConfig(out=args.out, scenes=args.scenes, max_new_tokens=args.max_new_tokens, seed=args.seed))
+    v, pat = m["verification"], m["pattern"]["by_label"]["saliency"]
+    g = v["greedy"]["chair_s"]
+    print(f"\nsaliency of mention starts: correct {pat['correct']['mean']:.3f} vs hallucinated "
+          f"{pat['hallucinated']['mean']:.3f}; detector AUROC (all features) "
+          f"{m['detectors']['all']['auroc']['value']:.3f}; greedy CHAIR_S {100 * g['value']:.1f}% "
+          f"[{100 * g['ci_low']:.1f}, {100 * g['ci_high']:.1f}]")
+    for name, d in v.get("vs_greedy", {}).items():
+        c = d["chair_s"]
+        verdict = "no significant effect" if c["ci_low"] <= 0 <= c["ci_high"] else "significant"
+        print(f"{name}: CHAIR_S {100 * c['value']:+.1f} points [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] "
+              f"vs greedy ({verdict})")
+    print(f"report: {args.out}/report.md (metrics.json, plots and trace datasets beside it)")
     return 0
 
 

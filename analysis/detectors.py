@@ -1,0 +1,182 @@
+"""Hallucination detectors on trace features, following scikit-learn's estimator contract.
+
+:class:`HallucinationDetector` is a classifier (scaler + logistic regression by default,
+gradient boosting as an option). :func:`cross_validate` scores it with folds grouped by image
+(no image in both train and test) and reports AUROC / AUPRC with bootstrap CIs over images.
+A fitted logistic detector saves to JSON and loads without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from lvsal_data.errors import InputError
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+
+MODELS = ("logistic", "boosting")
+FORMAT = "lvsal-detector/1"
+
+
+class HallucinationDetector(ClassifierMixin, BaseEstimator):
+    """Predicts whether a token is hallucinated from its trace features.
+
+    Args:
+        model: ``logistic`` (standard scaler + L2 logistic regression) or ``boosting``
+            (histogram gradient boosting).
+        C: Inverse regularisation strength of the logistic regression.
+        max_iter: Iterations of the solver / boosting rounds.
+        class_weight: Passed to the classifier (``balanced`` by default: hallucinations are rare).
+        random_state: Seed.
+    """
+
+    def __init__(self, model: str = "logistic", C: float = 1.0, max_iter: int = 1000,
+                 class_weight: str | None = "balanced", random_state: int = 0) -> None:
+        self.model = model
+        self.C = C
+        self.max_iter = max_iter
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    def _pipeline(self) -> Pipeline:
+        if self.model == "logistic":
+            clf = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight,
+                                     random_state=self.random_state)
+        elif self.model == "boosting":
+            clf = HistGradientBoostingClassifier(max_iter=min(self.max_iter, 300), class_weight=self.class_weight,
+                                                 random_state=self.random_state)
+        else:
+            raise ValueError(f"unknown detector model {self.model!r}; valid: {', '.join(MODELS)}")
+        return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+
+    def fit(self, X: Any, y: Any) -> "HallucinationDetector":
+        X, y = check_X_y(X, y)
+        self.classes_ = unique_labels(y)
+        if len(self.classes_) != 2:
+            raise ValueError(f"a detector needs both classes in y, got {self.classes_.tolist()}")
+        self.n_features_in_ = X.shape[1]
+        self.pipeline_ = self._pipeline().fit(X, y)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "pipeline_")
+        X = validate_data(self, X, reset=False)
+        return self.pipeline_.predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Probability of the hallucinated class."""
+        return self.predict_proba(X)[:, 1]
+
+
+def group_folds(groups: np.ndarray, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs with every group (image) on one side only."""
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise ValueError(f"grouped cross-validation needs at least 2 images, got {n_groups}")
+    return list(GroupKFold(n_splits=min(n_splits, n_groups)).split(np.zeros(len(groups)), groups=groups))
+
+
+def out_of_fold(detector: HallucinationDetector, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                n_splits: int = 5) -> np.ndarray:
+    """Out-of-fold hallucination probabilities (NaN where a training fold lacks a class)."""
+    from sklearn.base import clone
+
+    scores = np.full(len(y), np.nan)
+    for train, test in group_folds(groups, n_splits):
+        if len(np.unique(y[train])) < 2:
+            continue
+        scores[test] = clone(detector).fit(X[train], y[train]).score_samples(X[test])
+    return scores
+
+
+def ranking_metrics(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, resamples: int = 1000,
+                    random_state: int = 0) -> dict[str, Any]:
+    """AUROC and AUPRC with percentile-bootstrap CIs over groups (images), plus counts."""
+    ok = np.isfinite(scores)
+    y, scores, groups = y[ok], scores[ok], groups[ok]
+    out: dict[str, Any] = {"n_pos": int(y.sum()), "n_neg": int((1 - y).sum()), "n_images": int(len(np.unique(groups)))}
+    if out["n_pos"] == 0 or out["n_neg"] == 0:
+        nan = {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
+        return {"auroc": nan, "auprc": dict(nan), **out}
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
+    rng = np.random.default_rng(random_state)
+    draws: dict[str, list[float]] = {"auroc": [], "auprc": []}
+    for _ in range(resamples):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
+        yb = y[idx]
+        if 0 < yb.sum() < len(yb):
+            draws["auroc"].append(roc_auc_score(yb, scores[idx]))
+            draws["auprc"].append(average_precision_score(yb, scores[idx]))
+    point = {"auroc": roc_auc_score(y, scores), "auprc": average_precision_score(y, scores)}
+    for k in draws:
+        d = np.array(draws[k])
+        out[k] = {"value": float(point[k]), "ci_low": float(np.percentile(d, 2.5)) if d.size else float("nan"),
+                  "ci_high": float(np.percentile(d, 97.5)) if d.size else float("nan")}
+    out["base_rate"] = float(y.mean())
+    return out
+
+
+def cross_validate(detector: HallucinationDetector, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                   n_splits: int = 5, random_state: int = 0) -> tuple[dict[str, Any], np.ndarray]:
+    """Grouped out-of-fold scores and their ranking metrics."""
+    scores = out_of_fold(detector, X, y, groups, n_splits)
+    return ranking_metrics(y, scores, groups, random_state=random_state), scores
+
+
+# --- saving without pickle ----------------------------------------------------------------------
+
+def save_detector(detector: HallucinationDetector, path: str | Path, feature_set: str,
+                  feature_names: Sequence[str], meta: dict[str, Any] | None = None) -> Path:
+    """Write a fitted logistic detector as JSON (every number needed to score, nothing executable)."""
+    check_is_fitted(detector, "pipeline_")
+    if detector.model != "logistic":
+        raise ValueError("only logistic detectors save to JSON; refit with model='logistic'")
+    scale, clf = detector.pipeline_.named_steps["scale"], detector.pipeline_.named_steps["clf"]
+    doc = {
+        "format": FORMAT, "feature_set": feature_set, "feature_names": list(feature_names),
+        "params": detector.get_params(), "classes": detector.classes_.tolist(),
+        "scaler": {"mean": scale.mean_.tolist(), "scale": scale.scale_.tolist(), "var": scale.var_.tolist(),
+                   "n_samples_seen": int(scale.n_samples_seen_)},
+        "logistic": {"coef": clf.coef_.tolist(), "intercept": clf.intercept_.tolist()},
+        "meta": meta or {},
+    }
+    path = Path(path)
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+def load_detector(path: str | Path) -> tuple[HallucinationDetector, dict[str, Any]]:
+    """Load a detector saved by :func:`save_detector`; returns (detector, its JSON document)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"detector file not found: {path}") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"malformed JSON in {path} at line {err.lineno}, column {err.colno}") from None
+    if doc.get("format") != FORMAT:
+        raise InputError(f"{path} is not an lvsal detector (format {doc.get('format')!r}, expected {FORMAT!r})")
+    det = HallucinationDetector(**doc["params"])
+    pipe = det._pipeline()
+    scale, clf = pipe.named_steps["scale"], pipe.named_steps["clf"]
+    n = len(doc["feature_names"])
+    scale.mean_, scale.scale_, scale.var_ = (np.array(doc["scaler"][k]) for k in ("mean", "scale", "var"))
+    scale.n_samples_seen_, scale.n_features_in_ = doc["scaler"]["n_samples_seen"], n
+    clf.coef_, clf.intercept_ = np.array(doc["logistic"]["coef"]), np.array(doc["logistic"]["intercept"])
+    clf.classes_, clf.n_features_in_ = np.array(doc["classes"]), n
+    det.pipeline_, det.classes_, det.n_features_in_ = pipe, np.array(doc["classes"]), n
+    return det, doc

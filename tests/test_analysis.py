@@ -1,0 +1,176 @@
+"""Analysis: estimator contract, grouped CV, CIs, JSON detectors, calibration, verification,
+on trace datasets the collector makes from the organism."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, GroupKFold
+
+from analysis import (HallucinationDetector, calibrate, evaluate_rule, fit_detectors, load_detector,
+                      mention_scores, rate_by_decile, saliency_by_label, save_detector, score_traces)
+from analysis.detectors import group_folds, out_of_fold, ranking_metrics
+from analysis.features import FEATURE_SETS, feature_matrix, load_tokens
+from lvsal_data.collect import CollectConfig, collect
+from lvsal_data.store import open_traces
+
+
+def _toy(n: int = 300, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 30, n)
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, 4)) + y[:, None] * np.array([1.5, 0, 0, 0])
+    return X, y, groups
+
+
+def test_estimator_contract() -> None:
+    X, y, groups = _toy()
+    det = HallucinationDetector(C=0.5)
+    assert det.get_params()["C"] == 0.5 and clone(det).get_params() == det.get_params()
+    with pytest.raises(NotFittedError):
+        det.predict_proba(X)
+    fitted = det.fit(X, y)
+    assert fitted is det and det.n_features_in_ == 4 and list(det.classes_) == [0, 1] and hasattr(det, "pipeline_")
+    assert not hasattr(clone(det), "pipeline_")
+    p = det.predict_proba(X)
+    assert p.shape == (len(X), 2) and np.allclose(p.sum(1), 1)
+    search = GridSearchCV(HallucinationDetector(), {"C": [0.1, 1.0]}, cv=GroupKFold(3), scoring="roc_auc")
+    search.fit(X, y, groups=groups)
+    assert search.best_params_["C"] in (0.1, 1.0)
+    boost = HallucinationDetector(model="boosting", max_iter=20).fit(X, y)
+    assert boost.score_samples(X).shape == (len(X),)
+
+
+def test_grouped_folds_never_share_an_image() -> None:
+    _, _, groups = _toy()
+    folds = group_folds(groups, 5)
+    assert len(folds) == 5
+    for train, test in folds:
+        assert not set(groups[train]) & set(groups[test])
+    assert sorted(np.concatenate([t for _, t in folds]).tolist()) == list(range(len(groups)))
+
+
+def test_out_of_fold_scores_never_see_their_image() -> None:
+    """A memoriser (1-NN on the image id) scores perfectly in-sample and at chance out of fold."""
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(40), 5)
+    y = np.repeat(rng.integers(0, 2, 40), 5)  # the label is a property of the image
+    X = groups[:, None].astype(float) + rng.normal(scale=1e-3, size=(len(groups), 1))
+    from sklearn.neighbors import KNeighborsClassifier
+
+    class Memoriser(HallucinationDetector):
+        def _pipeline(self):
+            from sklearn.pipeline import Pipeline
+
+            return Pipeline([("clf", KNeighborsClassifier(1))])
+
+    scores = out_of_fold(Memoriser(), X, y, groups)
+    assert ranking_metrics(y, scores, groups)["auroc"]["value"] < 0.75
+    assert ranking_metrics(y, Memoriser().fit(X, y).score_samples(X), groups)["auroc"]["value"] == 1.0
+
+
+def test_intervals_bracket_the_value() -> None:
+    X, y, groups = _toy()
+    scores = out_of_fold(HallucinationDetector(), X, y, groups)
+    m = ranking_metrics(y, scores, groups)
+    for key in ("auroc", "auprc"):
+        assert m[key]["ci_low"] <= m[key]["value"] <= m[key]["ci_high"]
+    assert m["n_pos"] + m["n_neg"] == len(y) and m["auroc"]["value"] > 0.75
+
+
+def test_detector_json_round_trip_without_pickle(tmp_path: Path) -> None:
+    X, y, _ = _toy()
+    det = HallucinationDetector().fit(X, y)
+    path = save_detector(det, tmp_path / "d.json", "toy", ["a", "b", "c", "d"])
+    doc = json.loads(path.read_text())  # plain JSON: numbers and names only
+    assert doc["format"] == "lvsal-detector/1" and doc["feature_names"] == ["a", "b", "c", "d"]
+    loaded, _ = load_detector(path)
+    np.testing.assert_allclose(loaded.predict_proba(X), det.predict_proba(X), rtol=1e-12)
+
+
+# --- on trace datasets made by the collector ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Greedy organism traces of test scenes (priors broken) and of held-out test scenes drawn
+    from the same distribution with another world seed."""
+    root = tmp_path_factory.mktemp("traces")
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LVSAL_CACHE", str(tmp_path_factory.mktemp("cache")))
+        for name, spec in (("test", "synthetic:split=test,n=40"), ("held", "synthetic:split=test,n=40,seed=1")):
+            out[name] = root / name
+            collect(CollectConfig(data=spec, out=str(out[name]), max_new_tokens=40, lookback_heads=True),
+                    progress=False)
+    return out
+
+
+def test_features_of_each_set(traces: dict[str, Path]) -> None:
+    t = open_traces(traces["test"])
+    data = load_tokens(t)
+    assert len(data.y) > 0 and set(data.frame["label"]) <= {"correct", "hallucinated"} and data.frame["mention_start"].all()
+    n_layers, n_heads = t.manifest["model"]["num_layers"], t.manifest["model"]["num_heads"]
+    sizes = {name: feature_matrix(data, name)[0].shape[1] for name in FEATURE_SETS.names()}
+    assert sizes == {"saliency": 5 * n_layers + 1, "attention": n_layers * n_heads, "logit": 2,
+                     "all": 5 * n_layers + 1 + n_layers * n_heads + 2}
+    assert all(np.isfinite(feature_matrix(data, name)[0]).all() for name in FEATURE_SETS.names())
+
+
+def test_fit_detector_writes_its_report(traces: dict[str, Path], tmp_path: Path) -> None:
+    report = fit_detectors(traces["test"], tmp_path / "det")
+    for name in ("saliency", "attention", "logit", "all"):
+        r = report[name]
+        assert r["n_pos"] > 0 and r["n_neg"] > 0
+        for key in ("auroc", "auprc"):
+            assert set(r[key]) == {"value", "ci_low", "ci_high"}
+            assert r[key]["ci_low"] <= r[key]["value"] <= r[key]["ci_high"]
+    assert json.loads((tmp_path / "det" / "report.json").read_text())["saliency"]["n_pos"] == report["saliency"]["n_pos"]
+    assert (tmp_path / "det" / "roc.png").stat().st_size > 1000
+    scored = score_traces(tmp_path / "det" / "detector.json", traces["held"])
+    assert len(scored) > 0 and scored["p_hallucinated"].between(0, 1).all()
+
+
+def test_calibration_meets_its_bound_on_held_out_traces(traces: dict[str, Path]) -> None:
+    bound = 0.05
+    cal = calibrate(open_traces(traces["test"]), max_false_rejection=bound)
+    assert cal["false_rejection_rate"] <= bound
+    assert set(cal) >= {"model", "alpha", "window", "target_layers", "catch_rate", "false_rejection_rate", "n"}
+    held = evaluate_rule(open_traces(traces["held"]), cal)
+    n = open_traces(traces["held"]).pandas("tokens").query("mention_start and label == 'correct'").shape[0]
+    # the property, with the sampling error of a share estimated on n correct mention starts
+    assert held["false_rejection_rate"] <= bound + 2 * math.sqrt(bound * (1 - bound) / n)
+
+
+def test_the_papers_pattern_is_measured(traces: dict[str, Path]) -> None:
+    t = open_traces(traces["test"])
+    scores = mention_scores(t)
+    table = saliency_by_label(scores)
+    assert table["saliency"]["correct"]["n"] + table["saliency"]["hallucinated"]["n"] == len(scores)
+    deciles = rate_by_decile(scores)
+    assert deciles["n"].sum() == len(scores) and len(deciles) == 10
+    assert (deciles["ci_low"] <= deciles["rate"]).all() and (deciles["rate"] <= deciles["ci_high"]).all()
+
+
+def test_verify_reports_every_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analysis import verify
+
+    monkeypatch.setenv("LVSAL_CACHE", str(tmp_path / "cache"))
+    result = verify("organism", "synthetic:split=test,n=6", tmp_path / "v", limit=6, max_new_tokens=12,
+                    progress=False)
+    m = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    for d in ("greedy", "sgrs", "locore", "sgrs+locore"):
+        assert m[d]["n"] == 6
+        for key in ("chair_s", "chair_i", "recall", "length"):
+            assert set(m[d][key]) == {"value", "ci_low", "ci_high"}
+    for d in ("sgrs", "locore", "sgrs+locore"):
+        assert set(m["vs_greedy"][d]["chair_s"]) == {"value", "ci_low", "ci_high", "p_value"}
+    assert 0 <= m["sgrs"]["sgrs_rejection_rate"] <= 1
+    report = (tmp_path / "v" / "report.md").read_text()
+    assert "| greedy | 6 |" in report and "vs greedy" in report
+    assert (tmp_path / "v" / "effects.png").exists() and result.metrics["greedy"]["n"] == 6
