@@ -1,0 +1,99 @@
+"""Per-token cost of the decodings: greedy generate(), traced greedy, SGRS, naive SGRS, LocoRE.
+
+Two models: the LLaVA-1.5-shaped tiny model (576 image tokens, 256 answer tokens) and the shipped
+organism (``--model organism``). Prints a table with ratios and peak memory.
+
+    python benchmarks/decoding_speed.py [--model tiny|organism] [--answer 256] [--device cuda]
+
+SGRS runs as a decoding does, tracing only its target layers ("SGRS"), and also while tracing
+every layer as the collector does ("SGRS, all layers traced"). The naive SGRS reference is the
+release's way with the indexing fixed: for each of the K candidates, append it and recompute the
+whole sequence with gradients (vision tower included); it is timed at ``--naive-samples``
+positions spread over the answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import add_common_arguments, measure, naive_positions, print_table, tiny_llava15, with_answer  # noqa: E402
+from saliency_speed import plain_generate, traced_greedy  # noqa: E402
+
+
+def organism(args):
+    from PIL import Image
+
+    from lvsal_data import load_lvlm
+
+    lvlm = load_lvlm("organism", device=args.device, dtype=args.dtype)
+    lvlm.model.generation_config.eos_token_id = None
+    from lvsal_data.organism.world import make_scene
+
+    prepared = lvlm.prepare(make_scene("test", 0).render(), "Please describe this image in detail.")
+    return lvlm.model, prepared.inputs, prepared.spans
+
+
+def sgrs(model, inputs, spans, args, all_layers: bool = False) -> int:
+    from lvsal_data import default_target_layers, trace_generate
+    from lvsal_data.decoding import SGRS
+
+    target = default_target_layers(model.config.get_text_config().num_hidden_layers)
+    layers = None if all_layers else target
+    trace = trace_generate(model, inputs, spans, SGRS(), max_new_tokens=args.answer, eos_token_ids=[],
+                           layers=layers, target_layers=target, generator=torch.Generator().manual_seed(0))
+    return len(trace.tokens)
+
+
+def sgrs_all_layers(model, inputs, spans, args) -> int:
+    return sgrs(model, inputs, spans, args, all_layers=True)
+
+
+def naive_sgrs(model, inputs, spans, args) -> int:
+    """K full recomputes per step (forward + backward each), as the release scores candidates."""
+    from reference import naive_token_row
+
+    full = with_answer(inputs, args.answer, args.device)
+    positions = naive_positions(args)
+    for i in positions:
+        p = spans.answer_start + i
+        for c in range(5):  # K = 5 candidates, each a full recompute
+            ids = full["input_ids"].clone()
+            ids[0, p] = 3 + c
+            naive_token_row(model, dict(full, input_ids=ids), p, 3 + c)
+    return len(positions)
+
+
+def locore_generate(model, inputs, spans, args) -> int:
+    from lvsal_data.decoding import locore
+
+    with torch.no_grad(), locore(model, spans.answer_start, beta=0.15):
+        out = model.generate(**inputs, max_new_tokens=args.answer, do_sample=False)
+    return out.shape[1] - inputs["input_ids"].shape[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_arguments(parser)
+    parser.add_argument("--model", default="tiny", choices=["tiny", "organism"])
+    args = parser.parse_args()
+    setup = tiny_llava15 if args.model == "tiny" else organism
+    methods = {"generate() greedy": plain_generate, "LocoRE generate()": locore_generate,
+               "traced greedy": traced_greedy, "SGRS": sgrs, "SGRS, all layers traced": sgrs_all_layers,
+               "naive SGRS": naive_sgrs}
+    rows = measure(setup, methods, args)
+    what = ("LLaVA-1.5-shaped tiny model (576 image tokens)" if args.model == "tiny" else "the organism (64 image tokens)")
+    print(f"\n{what}, {args.answer} answer tokens, {args.device} {args.dtype}, {args.threads} threads\n")
+    print_table(rows, {"x generate()": "generate() greedy", "x traced greedy": "traced greedy"})
+    per = {name: t for name, t, _, _ in rows}
+    print(f"\nSGRS is {per['naive SGRS'] / per['SGRS']:.1f}x faster than the naive SGRS reference per token; "
+          f"LocoRE costs {per['LocoRE generate()'] / per['generate() greedy']:.3f}x plain generate()")
+
+
+if __name__ == "__main__":
+    main()
