@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from lvsal_data.errors import InputError
+from lvsal_data.io import atomic_write_text
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -155,7 +156,7 @@ def save_detector(detector: HallucinationDetector, path: str | Path, feature_set
         "meta": meta or {},
     }
     path = Path(path)
-    path.write_text(json.dumps(doc, indent=1))
+    atomic_write_text(path, json.dumps(doc, indent=1))
     return path
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from lvsal_data.store import Traces
 
 from .features import TokenData, load_tokens
+from .stats import bootstrap
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -49,6 +50,24 @@ def saliency_by_label(scores: pd.DataFrame) -> dict[str, Any]:
             out[stat][label] = {"mean": float(v.mean()) if v.size else float("nan"),
                                 "sd": float(v.std(ddof=1)) if v.size > 1 else float("nan"), "n": int(v.size)}
     return out
+
+
+def label_difference(scores: pd.DataFrame, stat: str = "saliency", resamples: int = 1000,
+                     random_state: int = 0) -> dict[str, Any]:
+    """Mean ``stat`` of hallucinated minus correct mention starts, with a bootstrap CI that
+    resamples images (mentions of one caption are not independent); negative = the paper's drop."""
+    image = scores["image_id"].to_numpy()
+    groups = [np.flatnonzero(image == i) for i in pd.unique(image)]
+    halluc = (scores["label"] == "hallucinated").to_numpy()
+    values = scores[stat].to_numpy(float)
+
+    def statistic(idx: np.ndarray) -> dict[str, float]:
+        rows = np.concatenate([groups[i] for i in idx]) if len(idx) else np.zeros(0, int)
+        h, c = values[rows][halluc[rows]], values[rows][~halluc[rows]]
+        return {"difference": float(h.mean() - c.mean()) if h.size and c.size else float("nan")}
+
+    est = bootstrap(statistic, len(groups), resamples=resamples, random_state=random_state)["difference"]
+    return {**est, "n_images": len(groups), "n_hallucinated": int(halluc.sum()), "n_correct": int((~halluc).sum())}
 
 
 def rate_by_decile(scores: pd.DataFrame, stat: str = "saliency", bins: int = 10) -> pd.DataFrame:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import matplotlib
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from sklearn.metrics import roc_curve
 
 
 def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]]) -> plt.Figure:

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from lvsal_data.io import atomic_write_text
 from lvsal_data.store import open_traces
 
 from .metrics import CHAIR_METRICS, POPE_METRICS, CaptionResult, YesNoResult, chair, chair_arrays, chair_statistic, pope, pope_arrays, pope_statistic
@@ -111,6 +112,12 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any]) -> str:
     words = reading(metrics, keys)
     sgrs = [f"- {d}: SGRS rejected a candidate at {100 * metrics[d]['sgrs_rejection_rate']:.1f}% of steps and fell "
             f"back at {100 * metrics[d]['sgrs_fallback_rate']:.1f}%." for d in decodings if "sgrs_rejection_rate" in metrics[d]]
+    params = meta.get("decoding_params", {})
+    sampled = [d for d in decodings if params.get(d, {}).get("deterministic") is False]
+    if sampled:
+        sgrs.append(f"- {', '.join(sampled)} draw(s) from the top-K as the paper does, so the difference to greedy "
+                    "includes sampling itself, not only the rejections; `--sgrs-deterministic` (candidates in "
+                    "probability order) isolates the rejections.")
     return "\n".join([
         "# Verification of SGRS / LocoRE", "",
         f"Model `{meta['model']}`, data `{meta['data']}`, max_new_tokens {meta['max_new_tokens']}, seed {meta['seed']}; "
@@ -134,8 +141,11 @@ class VerifyResult:
 def verify(model: str, data: str, out: str | Path, decodings: Sequence[str] = ("greedy", "sgrs", "locore", "sgrs+locore"),
            limit: int | None = None, seed: int = 0, max_new_tokens: int = 64, options: Any = None,
            lvlm: Any = None, resume: bool = False, progress: bool = True, device: str | None = None,
-           dtype: str | None = None) -> VerifyResult:
-    """Run each decoding through the collector and write metrics.json, report.md and plots."""
+           dtype: str | None = None, lookback_heads: bool = False) -> VerifyResult:
+    """Run each decoding through the collector and write metrics.json, report.md and plots.
+
+    ``lookback_heads`` keeps the per-head attention columns in the traces (for detectors
+    fitted on traces that have them)."""
     from lvsal_data.collect import CollectConfig, collect
     from lvsal_data.decoding import DecodingOptions
     from lvsal_data.errors import InputError
@@ -154,17 +164,19 @@ def verify(model: str, data: str, out: str | Path, decodings: Sequence[str] = ("
         folder = out / "traces" / name.replace("+", "_")
         cfg = CollectConfig(**{**asdict(options), "model": model, "data": data, "out": str(folder), "decoding": name,
                                "limit": limit, "max_new_tokens": max_new_tokens, "seed": seed,
-                               "resume": resume or folder.exists(), "device": device, "dtype": dtype})
+                               "resume": resume or folder.exists(), "device": device, "dtype": dtype,
+                               "lookback_heads": lookback_heads})
         if not (folder / "manifest.json").exists() or resume:
             collect(cfg, lvlm=lvlm, progress=progress)
         folders[name] = folder
     metrics = compare(samples_by_decoding(folders), random_state=seed)
     meta = {"model": model, "data": data, "max_new_tokens": max_new_tokens, "seed": seed, "decodings": list(decodings),
-            "traces": {k: str(v) for k, v in folders.items()}}
+            "traces": {k: str(v) for k, v in folders.items()},
+            "decoding_params": {k: open_traces(v).manifest["decoding"]["params"] for k, v in folders.items()}}
     metrics["meta"] = meta
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    (out / "report.md").write_text(report_markdown(metrics, meta))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    atomic_write_text(out / "report.md", report_markdown(metrics, meta))
     decs = [d for d in metrics if d not in ("vs_greedy", "meta")]
     keys = tuple(k for k in ("chair_s", "chair_i", "recall", "pope_f1") if any(k in metrics[d] for d in decs))
     if keys:

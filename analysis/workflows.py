@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from lvsal_data.errors import InputError
+from lvsal_data.io import atomic_write_text
 from lvsal_data.store import open_traces
 
 from . import plots
@@ -44,7 +45,7 @@ def fit_detectors(traces_dir: str | Path, out: str | Path, features: str = "all"
                         "layers": traces.layers, "cv": report[features]})
     report["meta"] = {"traces": str(traces.root), "unit": "object-mention-start tokens", "folds": "grouped by image",
                       "n_splits": n_splits, "saved_detector": features}
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     plots.save(plots.roc_figure(curves), out / "roc.png")
     return report
 
@@ -66,7 +67,7 @@ def calibrate_to_file(traces_dir: str | Path, out: str | Path, max_false_rejecti
     result = calibrate(open_traces(traces_dir), max_false_rejection=max_false_rejection)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    atomic_write_text(out, json.dumps(result, indent=1))
     return result
 
 

@@ -27,7 +27,6 @@ from saliency_speed import plain_generate, traced_greedy  # noqa: E402
 
 
 def organism(args):
-    from PIL import Image
 
     from lvsal_data import load_lvlm
 

@@ -219,14 +219,15 @@ def _demo(args: argparse.Namespace) -> int:
 
     m = run_demo(DemoConfig(out=args.out, scenes=args.scenes, max_new_tokens=args.max_new_tokens, seed=args.seed))
     v, pat = m["verification"], m["pattern"]["by_label"]["saliency"]
-    g = v["greedy"]["chair_s"]
+    g, d, a = v["greedy"]["chair_s"], m["pattern"]["difference"]["saliency"], m["detectors"]["all"]["auroc"]
     print(f"\nsaliency of mention starts: correct {pat['correct']['mean']:.3f} vs hallucinated "
-          f"{pat['hallucinated']['mean']:.3f}; detector AUROC (all features) "
-          f"{m['detectors']['all']['auroc']['value']:.3f}; greedy CHAIR_S {100 * g['value']:.1f}% "
-          f"[{100 * g['ci_low']:.1f}, {100 * g['ci_high']:.1f}]")
+          f"{pat['hallucinated']['mean']:.3f} (difference {d['value']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]); "
+          f"detector AUROC (all features) {a['value']:.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}]; "
+          f"greedy CHAIR_S {100 * g['value']:.1f}% [{100 * g['ci_low']:.1f}, {100 * g['ci_high']:.1f}]")
     for name, d in v.get("vs_greedy", {}).items():
         c = d["chair_s"]
-        verdict = "no significant effect" if c["ci_low"] <= 0 <= c["ci_high"] else "significant"
+        verdict = ("no significant effect" if c["ci_low"] <= 0 <= c["ci_high"]
+                   else "significantly fewer hallucinations" if c["value"] < 0 else "significantly more hallucinations")
         print(f"{name}: CHAIR_S {100 * c['value']:+.1f} points [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] "
               f"vs greedy ({verdict})")
     print(f"report: {args.out}/report.md (metrics.json, plots and trace datasets beside it)")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .io import atomic_write_bytes, atomic_write_text
 
 
 @dataclass
@@ -29,11 +30,13 @@ class DemoConfig:
 
 
 def _fmt(e: dict[str, float], scale: float = 100) -> str:
-    return f"{scale * e['value']:.1f} [{scale * e['ci_low']:.1f}, {scale * e['ci_high']:.1f}]"
+    d = 1 if scale == 100 else 3  # percentages to 0.1 point, AUROC-like scores to 0.001
+    return f"{scale * e['value']:.{d}f} [{scale * e['ci_low']:.{d}f}, {scale * e['ci_high']:.{d}f}]"
 
 
 def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
-    from analysis import fit_detectors, mention_scores, rate_by_decile, saliency_by_label, score_traces, verify
+    from analysis import (fit_detectors, label_difference, mention_scores, rate_by_decile, saliency_by_label,
+                          score_traces, verify)
     from analysis import plots
     from analysis.detectors import ranking_metrics
     from analysis.workflows import calibrate_to_file
@@ -68,7 +71,7 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     log(f"[4/5] verifying greedy / sgrs / locore / sgrs+locore on {cfg.scenes} other scenes ...")
     options = DecodingOptions(calibration=str(out / "calibration.json"))
     ver = verify("organism", eval_spec, out / "verification", max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                 options=options, lvlm=lvlm, resume=(out / "verification").exists())
+                 options=options, lvlm=lvlm, resume=(out / "verification").exists(), lookback_heads=True)
     greedy_eval = ver.folders["greedy"]
     scored = score_traces(out / "detectors" / "detector.json", greedy_eval)
     import numpy as np
@@ -79,24 +82,25 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     log("[5/5] measuring the paper's pattern and writing the report ...")
     scores = mention_scores(traces)
     by_label = saliency_by_label(scores)
+    difference = {stat: label_difference(scores, stat, random_state=cfg.seed) for stat in ("saliency", "sal_last")}
     deciles = rate_by_decile(scores)
     plots.save(plots.decile_figure(deciles), out / "deciles.png")
     plots.save(plots.label_figure(scores), out / "saliency_by_label.png")
     for name in ("roc.png",):
-        (out / name).write_bytes((out / "detectors" / name).read_bytes())
-    (out / "effects.png").write_bytes((out / "verification" / "effects.png").read_bytes())
+        atomic_write_bytes(out / name, (out / "detectors" / name).read_bytes())
+    atomic_write_bytes(out / "effects.png", (out / "verification" / "effects.png").read_bytes())
 
     metrics = {
         "verification": ver.metrics,
         "detectors": {k: v for k, v in det_report.items() if k != "meta"},
         "detector_held_out": held_out,
         "calibration": cal,
-        "pattern": {"by_label": by_label, "deciles": deciles.to_dict(orient="records")},
+        "pattern": {"by_label": by_label, "difference": difference, "deciles": deciles.to_dict(orient="records")},
         "meta": {"analysis_data": analysis_spec, "evaluation_data": eval_spec, "max_new_tokens": cfg.max_new_tokens,
                  "seed": cfg.seed, "minutes": round((time.time() - started) / 60, 1)},
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
-    (out / "report.md").write_text(demo_report(metrics, (out / "verification" / "report.md").read_text()))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1, default=float))
+    atomic_write_text(out / "report.md", demo_report(metrics, (out / "verification" / "report.md").read_text()))
     (out / ".demo-in-progress").unlink()
     np.seterr(all="warn")
     return metrics
@@ -109,10 +113,21 @@ def demo_report(m: dict[str, Any], verification_md: str) -> str:
     dec = "\n".join(f"| {d['decile']} | {d['low']:.3f}-{d['high']:.3f} | {d['n']} | {100 * d['rate']:.1f} "
                     f"[{100 * d['ci_low']:.1f}, {100 * d['ci_high']:.1f}] |" for d in m["pattern"]["deciles"])
     h = m["detector_held_out"]
+    diff = m["pattern"]["difference"]
     lab = "\n".join(f"| {stat} | {pat[stat]['correct']['mean']:.3f} ± {pat[stat]['correct']['sd']:.3f} "
                     f"(n={pat[stat]['correct']['n']}) | {pat[stat]['hallucinated']['mean']:.3f} ± "
-                    f"{pat[stat]['hallucinated']['sd']:.3f} (n={pat[stat]['hallucinated']['n']}) |"
+                    f"{pat[stat]['hallucinated']['sd']:.3f} (n={pat[stat]['hallucinated']['n']}) | "
+                    f"{diff[stat]['value']:+.4f} [{diff[stat]['ci_low']:+.4f}, {diff[stat]['ci_high']:+.4f}] |"
                     for stat in ("saliency", "sal_last"))
+    d = diff["saliency"]
+    if d["ci_high"] < 0:
+        verdict = "lower before a hallucination, as the paper finds"
+    elif d["ci_low"] > 0:
+        verdict = "higher before a hallucination, the opposite of the paper's finding"
+    else:
+        verdict = "not measurably different before a hallucination (the interval contains zero): this model does not show the paper's drop"
+    reading = (f"On this model the Eq. 6 saliency of a mention start is {verdict}; "
+               f"difference {d['value']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] over {d['n_images']} images.")
     verification_md = verification_md.replace("# Verification of SGRS / LocoRE", "## 4. Do the fixes reduce hallucination?")
     return f"""# lvsal demo: the organism, its saliency, and the paper's two fixes
 
@@ -125,9 +140,11 @@ All intervals are 95% bootstrap intervals. Run time: {m['meta']['minutes']} minu
 
 Saliency of object-mention starts, mean ± sd:
 
-| statistic | correct | hallucinated |
-|---|---|---|
+| statistic | correct | hallucinated | hallucinated - correct [95% CI, resampling images] |
+|---|---|---|---|
 {lab}
+
+{reading}
 
 Hallucination rate of mention starts per decile of the Eq. 6 saliency (1 = lowest):
 

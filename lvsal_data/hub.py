@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LvsalError
+from .io import atomic_write_text
 from .schema import SAMPLES, tokens_schema
 from .store import META, Traces, open_traces
 
@@ -115,8 +116,8 @@ def repo_folder(traces_dir: Path, out: Path, repo_id: str | None = None, **card:
             dest = out / p.relative_to(traces.root)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(p, dest)
-    (out / "manifest.json").write_text(json.dumps(traces.manifest, indent=1))
-    (out / "README.md").write_text(render_card(traces, repo_id=repo_id, **card))
+    atomic_write_text(out / "manifest.json", json.dumps(traces.manifest, indent=1))
+    atomic_write_text(out / "README.md", render_card(traces, repo_id=repo_id, **card))
     return out
 
 

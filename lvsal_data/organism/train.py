@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..io import atomic_write_text
 from . import weights_dir
 from .build import N_IMAGE_TOKENS, build_model, build_processor, build_tokenizer
 from .world import CAPTION_PROMPT, CATEGORIES, make_scene
@@ -205,7 +206,7 @@ def train(out: Path, cfg: TrainConfig) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     minutes = (time.time() - started) / 60
-    (out / "training_log.json").write_text(json.dumps(
+    atomic_write_text(out / "training_log.json", json.dumps(
         {"config": asdict(cfg), "minutes": round(minutes, 1), "n_examples": len(examples),
          "n_parameters": sum(p.numel() for p in model.parameters()), "vision_loss": vision_log[::10],
          "loss": log[::10]}, indent=1))
