@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-all demo bench clean
+.PHONY: install test test-all demo bench organism notebook-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,23 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/saliency_speed.py
+	$(PY) benchmarks/decoding_speed.py
+	$(PY) benchmarks/decoding_speed.py --model organism --answer 64
+
+# Retrain the organism (only when its recipe changes), then measure it and rewrite its card.
+organism: $(STAMP)
+	$(PY) -m lvsal_data.organism.train
+	$(PY) -m lvsal_data.organism.evaluate
+
+# The small trace dataset the notebooks read, and its card in data_cards/.
+NB_DATA := notebooks/data/organism-traces
+notebook-data: $(STAMP)
+	rm -rf $(NB_DATA)
+	$(VENV)/bin/lvsal collect --model organism --data synthetic:split=test,n=40,seed=3 --out $(NB_DATA) \
+	    --max-new-tokens 48 --store-rows --lookback-heads
+	$(PY) -c "from lvsal_data.hub import write_card; write_card('$(NB_DATA)', repo_id='lvsal-data/organism-traces', license='apache-2.0')"
+	rm -rf $(NB_DATA)/.lvsal
+	cp $(NB_DATA)/README.md data_cards/organism-traces.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
