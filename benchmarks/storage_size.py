@@ -28,11 +28,29 @@ WORDS = ("Please describe this image in detail . a the dog cat frisbee fork knif
          "and is at left right top bottom red blue green two three").split()
 
 
+def column_bytes(root: Path) -> dict[str, float]:
+    """Compressed bytes per token row of each column of a trace dataset's tokens table."""
+    import pyarrow.parquet as pq
+
+    sizes: dict[str, float] = {}
+    n = 0
+    for path in (root / "data" / "tokens").glob("*.parquet"):
+        meta = pq.ParquetFile(path).metadata
+        n += meta.num_rows
+        for g in range(meta.num_row_groups):
+            for c in range(meta.num_columns):
+                col = meta.row_group(g).column(c)
+                name = col.path_in_schema.split(".")[0]
+                sizes[name] = sizes.get(name, 0) + col.total_compressed_size
+    return {k: v / n for k, v in sizes.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=32)
     parser.add_argument("--scenes", type=int, default=6)
     parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--columns", action="store_true", help="also print bytes per token of each column")
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,11 +71,17 @@ def main() -> None:
             n = traces.manifest["rows"]["tokens"]
             size = sum(p.stat().st_size for p in (out / "data" / "tokens").glob("*.parquet"))
             rows.append((name, n, size / n))
+            if args.columns and not opts:
+                breakdown = column_bytes(out)
     print(f"\ntrace storage, {args.layers}-layer model, {args.scenes} samples x {args.max_new_tokens} tokens "
           f"({tiny.n_image_tokens} image tokens)\n")
     print("| tokens table | token rows | bytes / token |\n|---|---:|---:|")
     for name, n, per in rows:
         print(f"| {name} | {n} | {per:,.0f} |")
+    if args.columns:
+        print("\n| column (default set) | bytes / token |\n|---|---:|")
+        for col, per in sorted(breakdown.items(), key=lambda kv: -kv[1]):
+            print(f"| {col} | {per:.1f} |")
 
 
 if __name__ == "__main__":
