@@ -90,6 +90,31 @@ def _fmt(e: dict[str, float], pct: bool = True) -> str:
     return f"{e['value']:.1f} [{e['ci_low']:.1f}, {e['ci_high']:.1f}]"
 
 
+#: What the organism is built to show (the organism issue's bar): it sees, and it hallucinates.
+TARGETS = {"chair_s": (0.15, 0.60), "recall": (0.60, 1.0)}
+
+
+def targets(report: dict[str, Any]) -> str:
+    """A plain statement of where the measured organism stands against :data:`TARGETS`."""
+    c, lines = report["chair"], []
+    for key, (lo, hi) in TARGETS.items():
+        v = c[key]["value"]
+        where = "within" if lo <= v <= hi else "above" if v > hi else "below"
+        lines.append(f"{key} {100 * v:.1f}% is {where} the target {100 * lo:.0f}-{100 * hi:.0f}%")
+    pope_acc = [report["pope"]["by_split"][k]["pope_accuracy"] for k in ("random", "popular", "adversarial")]
+    chance = all(a["ci_low"] <= 0.5 + 0.1 for a in pope_acc)
+    met = all(lo <= c[k]["value"] <= hi for k, (lo, hi) in TARGETS.items())
+    text = ("**Against its targets:** " + "; ".join(lines) + ". "
+            + ("It meets them." if met else "It does not meet them yet: it sees less and hallucinates more than "
+               "intended, so treat it as a strongly hallucinating model."))
+    if chance:
+        yes = sum(report["pope"]["by_split"][k]["pope_yes_ratio"]["value"] for k in ("random", "popular", "adversarial")) / 3
+        bias = f" with a yes-ratio of {100 * yes:.0f}%" if abs(yes - 0.5) > 0.1 else ""
+        text += (f" Its yes/no answers are near chance{bias}: the presence-question skill did not emerge at this "
+                 "training budget.")
+    return text
+
+
 def model_card(report: dict[str, Any], training: dict[str, Any]) -> str:
     """The organism's README.md (model card) from an evaluation report and the training log."""
     c, p, h = report["chair"], report["pope"], report["hallucinations"]
@@ -163,6 +188,8 @@ POPE on the same test scenes (2 present + 2 absent objects per image):
 | split | n | accuracy (%) | F1 (%) | yes-ratio (%) |
 |---|---:|---|---|---|
 {pope_rows}
+
+{targets(report)}
 
 Examples:
 {examples}
