@@ -22,7 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import add_common_arguments, measure, naive_positions, print_table, tiny_llava15, with_answer  # noqa: E402
+from harness import (add_common_arguments, measure, naive_positions, paired_ratio, print_table,  # noqa: E402
+                     tiny_llava15, with_answer)
 from saliency_speed import plain_generate, traced_greedy  # noqa: E402
 
 
@@ -63,8 +64,8 @@ def naive_sgrs(model, inputs, spans, args) -> int:
         p = spans.answer_start + i
         for c in range(5):  # K = 5 candidates, each a full recompute
             ids = full["input_ids"].clone()
-            ids[0, p] = 3 + c
-            naive_token_row(model, dict(full, input_ids=ids), p, 3 + c)
+            ids[0, p] = 5 + c
+            naive_token_row(model, dict(full, input_ids=ids), p, 5 + c)
     return len(positions)
 
 
@@ -80,6 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
     parser.add_argument("--model", default="tiny", choices=["tiny", "organism"])
+    parser.add_argument("--pairs", type=int, default=5, help="alternating pairs for the paired ratios")
     args = parser.parse_args()
     setup = tiny_llava15 if args.model == "tiny" else organism
     methods = {"generate() greedy": plain_generate, "LocoRE generate()": locore_generate,
@@ -90,8 +92,14 @@ def main() -> None:
     print(f"\n{what}, {args.answer} answer tokens, {args.device} {args.dtype}, {args.threads} threads\n")
     print_table(rows, {"x generate()": "generate() greedy", "x traced greedy": "traced greedy"})
     per = {name: t for name, t, _, _ in rows}
-    print(f"\nSGRS is {per['naive SGRS'] / per['SGRS']:.1f}x faster than the naive SGRS reference per token; "
-          f"LocoRE costs {per['LocoRE generate()'] / per['generate() greedy']:.3f}x plain generate()")
+    print(f"\nSGRS is {per['naive SGRS'] / per['SGRS']:.1f}x faster than the naive SGRS reference per token.")
+    print(f"\nRatios with both methods alternating in one process ({args.pairs} pairs; median [min, max]):\n")
+    print("| ratio | median | min | max |\n|---|---:|---:|---:|")
+    for label, a, b in (("LocoRE generate() / generate()", plain_generate, locore_generate),
+                        ("traced greedy / generate()", plain_generate, traced_greedy),
+                        ("SGRS, all layers traced / traced greedy", traced_greedy, sgrs_all_layers)):
+        r = sorted(paired_ratio(setup, a, b, args, pairs=args.pairs))
+        print(f"| {label} | {r[len(r) // 2]:.3f} | {r[0]:.3f} | {r[-1]:.3f} |")
 
 
 if __name__ == "__main__":
