@@ -74,8 +74,6 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
                  options=options, lvlm=lvlm, resume=(out / "verification").exists(), lookback_heads=True)
     greedy_eval = ver.folders["greedy"]
     scored = score_traces(out / "detectors" / "detector.json", greedy_eval)
-    import numpy as np
-
     held_out = ranking_metrics((scored["label"] == "hallucinated").to_numpy(int), scored["p_hallucinated"].to_numpy(),
                                scored["image_id"].to_numpy(), random_state=cfg.seed)
 
@@ -102,7 +100,6 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1, default=float))
     atomic_write_text(out / "report.md", demo_report(metrics, (out / "verification" / "report.md").read_text()))
     (out / ".demo-in-progress").unlink()
-    np.seterr(all="warn")
     return metrics
 
 

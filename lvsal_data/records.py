@@ -94,7 +94,8 @@ def build_rows(
         if store_rows:
             row["rows"] = tok.row.tolist() if tok.row is not None else None
         if lookback:
-            row["lookback"] = s.lookback.astype(np.float16).tolist() if s.lookback is not None else None
+            with np.errstate(under="ignore"):  # ratios below float16's range store as 0, as intended
+                row["lookback"] = s.lookback.astype(np.float16).tolist() if s.lookback is not None else None
         token_rows.append(row)
 
     mentions = [m.category for m in find_mentions(text)] if sample.task == "caption" else []
