@@ -190,6 +190,20 @@ def test_locore_changes_exactly_the_specified_entries(model_under_test: TinyLVLM
         torch.testing.assert_close(ratio[:, hit], torch.full_like(ratio[:, hit], 1 + beta), rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("renormalize", [True, False])
+def test_locore_step_slice_equals_the_full_mask(model_under_test: TinyLVLM, renormalize: bool) -> None:
+    """A decoding step boosts a key slice; a full forward builds the mask: same rows, same logits."""
+    tiny = model_under_test
+    params = LocoREParams(beta=0.7, window=2, renormalize=renormalize)
+    step_att, step_logits, spans = _attention_at_step(tiny, 5, params)
+    inputs, _ = tiny.inputs(n_answer=5)
+    with torch.no_grad(), locore(tiny.model, spans.answer_start, params):
+        out = tiny.model(**inputs, output_attentions=True)
+    full = torch.stack([a[0, :, -1] for a in out.attentions])
+    torch.testing.assert_close(step_att.float(), full.float(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(step_logits.reshape(-1).float(), out.logits[0, -1].float(), rtol=1e-5, atol=1e-5)
+
+
 def test_locore_never_touches_the_prompt(model_under_test: TinyLVLM) -> None:
     base, logits, spans = _attention_at_step(model_under_test, 0, None)
     boosted, logits_b, _ = _attention_at_step(model_under_test, 0, LocoREParams(beta=1.0))

@@ -72,17 +72,27 @@ def locore_attention_forward(
     if attention_mask is not None:
         attn_weights = attn_weights + attention_mask
     active = _ACTIVE.get(id(module.config))
-    boost = None
+    boost: slice | torch.Tensor | None = None
     if active is not None:
         params, answer_start = active
-        if params.layers is None or module.layer_idx in params.layers:
-            boost = recent_answer_mask(query.shape[-2], key_states.shape[-2], answer_start, params.window,
-                                       query.device)
+        q_len, k_len = query.shape[-2], key_states.shape[-2]
+        if (params.layers is None or module.layer_idx in params.layers) and answer_start < k_len:
+            if q_len == 1:  # a decoding step: the boosted keys are one contiguous slice (no mask to build)
+                boost = slice(max(answer_start, k_len - 1 - params.window), k_len)
+            else:
+                boost = recent_answer_mask(q_len, k_len, answer_start, params.window, query.device)
             if params.renormalize:
-                attn_weights = attn_weights + boost.to(attn_weights.dtype) * math.log1p(params.beta)
+                if isinstance(boost, slice):
+                    attn_weights[..., boost] += math.log1p(params.beta)  # a fresh tensor: safe in place
+                else:
+                    attn_weights = attn_weights + boost.to(attn_weights.dtype) * math.log1p(params.beta)
     attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    if boost is not None and not active[0].renormalize:
-        attn_weights = attn_weights * torch.where(boost, 1.0 + active[0].beta, 1.0).to(attn_weights.dtype)
+    if boost is not None and not active[0].renormalize:  # literal Eq. 9: scale after the softmax
+        if isinstance(boost, slice):
+            attn_weights = attn_weights.clone()  # softmax's backward needs its own output intact
+            attn_weights[..., boost] *= 1.0 + active[0].beta
+        else:
+            attn_weights = attn_weights * torch.where(boost, 1.0 + active[0].beta, 1.0).to(attn_weights.dtype)
     attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
     attn_output = torch.matmul(attn_weights, value_states)
     attn_output = attn_output.transpose(1, 2).contiguous()
