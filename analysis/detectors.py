@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from lvsal_data.errors import InputError
-from lvsal_data.io import atomic_write_text
+from lvsal_data.io import atomic_write_text, read_json
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -163,12 +163,7 @@ def save_detector(detector: HallucinationDetector, path: str | Path, feature_set
 def load_detector(path: str | Path) -> tuple[HallucinationDetector, dict[str, Any]]:
     """Load a detector saved by :func:`save_detector`; returns (detector, its JSON document)."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"detector file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"malformed JSON in {path} at line {err.lineno}, column {err.colno}") from None
+    doc = read_json(path, what="detector file")
     if doc.get("format") != FORMAT:
         raise InputError(f"{path} is not an lvsal detector (format {doc.get('format')!r}, expected {FORMAT!r})")
     det = HallucinationDetector(**doc["params"])

@@ -1,36 +1,61 @@
-"""Atomic file writes: a reader never sees a half-written file, a crash leaves the old one."""
+"""File I/O with the project's guarantees: atomic writes (a reader never sees a half-written
+file, a crash leaves the old one) and JSON reads whose errors name the file and the position."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .errors import InputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def plain_mode(path: str | os.PathLike) -> None:
-    """Give a file made by ``mkstemp`` (mode 0600) the mode a plain ``open`` would have."""
-    os.chmod(path, 0o666 & ~_UMASK)
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced, given a plain file's mode
+    and renamed onto ``path``; on any error it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file a plain file's mode
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        plain_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike, what: str = "file",
+              error: Callable[[str], Exception] = InputError) -> Any:
+    """Parse a JSON file; a missing file or malformed JSON raises ``error`` with one line that
+    names ``what``, the file and, for bad JSON, the line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise error(f"malformed JSON in {path} at line {err.lineno}, column {err.colno}: {err.msg}") from None

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import LvsalError
-from .io import atomic_write_text, plain_mode
+from .io import atomic_path, atomic_write_text
 from .schema import SAMPLES, SCHEMA_VERSION
 
 META = ".lvsal"
@@ -69,18 +68,8 @@ def _dictionary_columns(schema: pa.Schema) -> list[str]:
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> dict[str, Any]:
     """Write ``table`` to ``path`` atomically; returns its shard record (path, rows, sha256)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", use_dictionary=_dictionary_columns(table.schema))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        plain_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return {"rows": table.num_rows, "sha256": sha256(path), "bytes": path.stat().st_size}
 
 

@@ -4,12 +4,12 @@ is built from it) and :func:`build_decoder` makes a configured decoder."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..io import read_json
 from .base import DECODINGS, Choice, Context, Decoder, Greedy, Sample
 from .locore import LocoREParams, locore
 from .sgrs import SGRS
@@ -63,12 +63,7 @@ class DecodingOptions:
 def load_calibration(path: str | Path) -> dict[str, Any]:
     """Read a calibration file (``lvsal calibrate``); checks the fields SGRS uses."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"calibration file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"malformed JSON in {path} at line {err.lineno}, column {err.colno}") from None
+    data = read_json(path, what="calibration file")
     missing = [k for k in ("alpha", "window", "target_layers") if k not in data]
     if missing:
         raise InputError(f"{path} lacks {', '.join(missing)}; write it with lvsal calibrate")

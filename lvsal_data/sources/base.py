@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 from PIL import Image, UnidentifiedImageError
 
+from .. import io
 from ..errors import LvsalError
 from ..registry import Registry
 
@@ -96,14 +97,7 @@ SOURCES: Registry[Callable[..., Source]] = Registry("source")
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file; errors name the file and the position."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SourceError(f"file not found: {path}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SourceError(f"malformed JSON in {path} at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    return io.read_json(path, error=SourceError)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
