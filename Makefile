@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/saliency_speed.py
 	$(PY) benchmarks/decoding_speed.py
 	$(PY) benchmarks/decoding_speed.py --model organism --answer 64
+	$(PY) benchmarks/storage_size.py --columns
 
 # Retrain the organism (only when its recipe changes), then measure it and rewrite its card.
 organism: $(STAMP)
