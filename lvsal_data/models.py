@@ -16,7 +16,7 @@ from .errors import InputError, UnsupportedModelError
 
 #: Attention implementations that return the post-softmax weights in the graph (LocoRE's is eager
 #: plus its boost).
-EAGER_COMPATIBLE = frozenset({"eager", "lvsal_locore"})
+EAGER_COMPATIBLE = frozenset({"eager", "lvsal_eager", "lvsal_locore"})
 
 #: Name that resolves to the organism shipped inside the package.
 ORGANISM = "organism"

@@ -16,7 +16,10 @@ this against brute-force full-sequence autograd on LLaVA (MHA and GQA), Qwen2-VL
 InternVL.
 
 The K candidates of an SGRS step share that step's forward graph and differ only in their
-loss, so their K rows come from one batched backward (``is_grads_batched``).
+loss, so their K rows come from one batched backward (``is_grads_batched``). The backward never
+touches the cached past: the step runs :mod:`lvsal_data.attention`'s eager attention, which
+differentiates through the new token's key and value only (bitwise the same forward; the tests
+check the rows against the plain path and brute force).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from . import attention
 from .errors import InputError, UnsupportedModelError
 from .models import check_eager, num_text_layers
 
@@ -123,12 +127,36 @@ class Step:
         return torch.stack(rows, dim=1)
 
 
+def _live_cache(cache: Any, handed: list[Tensor]) -> bool:
+    """Make each layer of a dynamic KV cache store detached keys / values and hand the attention
+    function views that carry the step's live new rows (see :mod:`lvsal_data.attention`); the
+    views handed out are appended to ``handed``. False (cache untouched) for other cache types."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        return False
+    for layer in layers:
+        def update(key_states: Tensor, value_states: Tensor, *args: Any, _layer: Any = layer, **kwargs: Any):
+            keys, values = DynamicLayer.update(_layer, key_states.detach(), value_states.detach(), *args, **kwargs)
+            if not (key_states.requires_grad or value_states.requires_grad):
+                return keys, values
+            views = attention.mark_live(keys, key_states), attention.mark_live(values, value_states)
+            handed.extend(views)
+            return views
+        layer.update = update
+    return True
+
+
 class SaliencyEngine:
     """Incremental saliency for one sequence: prefill once, then one token per step.
 
     Args:
         model: An HF LVLM loaded with eager attention.
         layers: Layer indices to trace (default: all).
+        fast: Differentiate through the new token's key / value only (default). False lets
+            autograd run through the whole cached past as plain eager attention does (the
+            reference path; both give the same rows).
 
     Example:
         >>> engine = SaliencyEngine(model)  # doctest: +SKIP
@@ -137,9 +165,11 @@ class SaliencyEngine:
         >>> step = engine.step(token)
     """
 
-    def __init__(self, model: Any, layers: Sequence[int] | None = None) -> None:
+    def __init__(self, model: Any, layers: Sequence[int] | None = None, fast: bool = True) -> None:
         check_eager(model)
         self.model = model
+        self.fast = fast
+        self._handed: list[Tensor] = []
         n = num_text_layers(model.config)
         self.layers = list(range(n)) if layers is None else [int(l) for l in layers]
         bad = [l for l in self.layers if not 0 <= l < n]
@@ -161,6 +191,8 @@ class SaliencyEngine:
         out = self.model(**prefix, use_cache=True)
         self._cache = out.past_key_values
         self._position = length - 1
+        if self.fast and not _live_cache(self._cache, self._handed):
+            self.fast = False  # another cache type: the plain path
 
     def start(self, inputs: Mapping[str, Any], context_len: int | None = None) -> Step:
         """Prefill ``inputs[:context_len - 1]`` and step its last token with gradients on.
@@ -179,7 +211,14 @@ class SaliencyEngine:
         if not 2 <= context_len <= ids.shape[1]:
             raise InputError(f"context_len={context_len} must be in [2, {ids.shape[1]}]")
         self._prefill(inputs, context_len - 1)
-        return self.step(int(ids[0, context_len - 1]))
+        step = self.step(int(ids[0, context_len - 1]))
+        if self.fast and not all(attention.was_used(v) for v in self._handed):
+            # the model's attention did not take the live rows (its own code between the cache and
+            # the attention function): redo the step on the plain path, which needs nothing of it
+            self.fast = False
+            self._prefill(inputs, context_len - 1)
+            step = self.step(int(ids[0, context_len - 1]))
+        return step
 
     def step(self, token_id: int) -> Step:
         """Feed one token at the next position with gradients on; the past stays constant."""
@@ -188,9 +227,19 @@ class SaliencyEngine:
         model = self.model
         device = model.get_input_embeddings().weight.device
         ids = torch.tensor([[int(token_id)]], device=device)
-        with torch.enable_grad():
-            embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
-            out = model(inputs_embeds=embeds, past_key_values=self._cache, use_cache=True, output_attentions=True)
+        config = model.config.get_text_config()
+        swap = self.fast and config._attn_implementation == "eager"
+        if swap:
+            attention.register(attention.NAME, attention.eager_attention_forward)
+            config._attn_implementation = attention.NAME
+        self._handed.clear()
+        try:
+            with torch.enable_grad():
+                embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+                out = model(inputs_embeds=embeds, past_key_values=self._cache, use_cache=True, output_attentions=True)
+        finally:
+            if swap:
+                config._attn_implementation = "eager"
         attentions = out.attentions
         if attentions is None or any(attentions[l] is None for l in self.layers):
             raise UnsupportedModelError(

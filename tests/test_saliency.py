@@ -100,6 +100,64 @@ def test_candidate_rows_equal_teacher_forced_rows(tiny: TinyLVLM) -> None:
     torch.testing.assert_close(row, ref, atol=TOL, rtol=0)
 
 
+def _steps(model, inputs, fast: bool, n: int = 5) -> tuple[list, list, SaliencyEngine]:
+    """Logits and K = 5 candidate rows of n greedy steps, on the fast or the plain path."""
+    engine = SaliencyEngine(model, fast=fast)
+    step = engine.start(inputs)
+    logits, rows = [], []
+    for _ in range(n):
+        candidates = step.logits.topk(5).indices
+        logits.append(step.logits)
+        rows.append(step.saliency(candidates))
+        step = engine.step(int(candidates[0]))
+    return logits, rows, engine
+
+
+def test_fast_path_equals_the_plain_path(tiny: TinyLVLM) -> None:
+    """The live-row attention (backward skips the cached past) is the plain eager computation:
+    the forward bitwise, the rows to float rounding."""
+    inputs, _ = tiny.inputs(n_answer=0)
+    fast_logits, fast_rows, engine = _steps(tiny.model, inputs, fast=True)
+    assert engine.fast, "the fast path must really be taken on every supported family"
+    plain_logits, plain_rows, _ = _steps(tiny.model, inputs, fast=False)
+    for a, b in zip(fast_logits, plain_logits):
+        assert torch.equal(a, b)
+    for a, b in zip(fast_rows, plain_rows):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert tiny.model.config.get_text_config()._attn_implementation == "eager"  # restored after each step
+
+
+def test_fast_path_under_locore_equals_the_plain_path(tiny_models: dict[str, TinyLVLM]) -> None:
+    from lvsal_data.decoding import locore
+
+    tiny = tiny_models["llava_gqa"]
+    inputs, spans = tiny.inputs(n_answer=0)
+    with locore(tiny.model, spans.answer_start, beta=0.5):
+        fast_logits, fast_rows, engine = _steps(tiny.model, inputs, fast=True)
+        assert engine.fast
+        plain_logits, plain_rows, _ = _steps(tiny.model, inputs, fast=False)
+    for a, b in zip(fast_logits, plain_logits):
+        assert torch.equal(a, b)
+    for a, b in zip(fast_rows, plain_rows):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_attention_that_ignores_the_live_rows_falls_back_to_the_plain_path(tiny_models, monkeypatch) -> None:
+    """A model whose code hides the live rows from the attention function would lose the new
+    token's key / value gradient; the engine notices at its first step and takes the plain path."""
+    import lvsal_data.attention as attention
+
+    tiny = tiny_models["llava"]
+    inputs, spans = tiny.inputs(n_answer=4)
+    monkeypatch.setattr(attention, "_live", lambda t: None)
+    engine = SaliencyEngine(tiny.model)
+    engine.start(inputs)
+    assert not engine.fast
+    got = saliency_rows(tiny.model, inputs, spans.answer_start)
+    ref = brute_force_rows(tiny.model, inputs, spans.answer_start)
+    torch.testing.assert_close(got, ref, atol=TOL, rtol=0)
+
+
 def test_release_indexing_reads_a_zero_gradient_row(tiny_models: dict[str, TinyLVLM]) -> None:
     """The public SGRS code appends the candidate, takes the loss at logits[-2] (correct), but
     reads the saliency on the last row, the candidate's own: its gradient is exactly zero, so

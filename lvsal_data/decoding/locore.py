@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from ..attention import attend, attention_scores, register
 from ..errors import InputError, UnsupportedModelError
 
 NAME = "lvsal_locore"
@@ -63,19 +64,16 @@ def locore_attention_forward(
     module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0, **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eager attention (same operations and order as transformers' Llama eager) plus LocoRE."""
-    from transformers.models.llama.modeling_llama import repeat_kv
-
-    key_states = repeat_kv(key, module.num_key_value_groups)
-    value_states = repeat_kv(value, module.num_key_value_groups)
-    attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+    """Eager attention (same operations and order as transformers' Llama eager) plus LocoRE; it
+    shares the saliency step's fast path (:mod:`lvsal_data.attention`)."""
+    attn_weights = attention_scores(module, query, key, scaling)
     if attention_mask is not None:
         attn_weights = attn_weights + attention_mask
     active = _ACTIVE.get(id(module.config))
     boost: slice | torch.Tensor | None = None
     if active is not None:
         params, answer_start = active
-        q_len, k_len = query.shape[-2], key_states.shape[-2]
+        q_len, k_len = query.shape[-2], key.shape[-2]
         if (params.layers is None or module.layer_idx in params.layers) and answer_start < k_len:
             if q_len == 1:  # a decoding step: the boosted keys are one contiguous slice (no mask to build)
                 boost = slice(max(answer_start, k_len - 1 - params.window), k_len)
@@ -94,19 +92,8 @@ def locore_attention_forward(
         else:
             attn_weights = attn_weights * torch.where(boost, 1.0 + active[0].beta, 1.0).to(attn_weights.dtype)
     attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
-    attn_output = torch.matmul(attn_weights, value_states)
-    attn_output = attn_output.transpose(1, 2).contiguous()
+    attn_output = attend(module, attn_weights, value).transpose(1, 2).contiguous()
     return attn_output, attn_weights
-
-
-def _register() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, eager_mask
-
-    if NAME not in AttentionInterface._global_mapping:
-        AttentionInterface.register(NAME, locore_attention_forward)
-    if NAME not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
-        AttentionMaskInterface.register(NAME, eager_mask)  # without it transformers builds no causal mask
 
 
 @contextmanager
@@ -127,7 +114,7 @@ def locore(model: Any, answer_start: int, params: LocoREParams | None = None, **
     n_layers = cfg.num_hidden_layers
     if params.layers is not None and not all(0 <= l < n_layers for l in params.layers):
         raise InputError(f"LocoRE layers {list(params.layers)} out of range for {n_layers} layers")
-    _register()
+    register(NAME, locore_attention_forward)
     _ACTIVE[id(cfg)] = (params, int(answer_start))
     cfg._attn_implementation = NAME
     try:

@@ -1,0 +1,115 @@
+"""Eager attention whose backward skips the constant past: the saliency step's fast path.
+
+A saliency step feeds one token with gradients on while the KV cache (the past) is a constant.
+Differentiated naively, ``A @ V`` and ``q @ K^T`` still produce gradients for *every* cached key
+and value row (the cache concatenation requires grad because its new row does), only to drop
+all but the last row; with the K candidates of SGRS batched through ``vmap`` those full-size
+outer products and their copies are most of the step's backward.
+
+Here the cache hands the attention function its keys / values *detached*, together with the
+step's live new rows (:func:`mark_live`), and the function adds each live row back through a
+term that is exactly zero in the forward pass::
+
+    scores = (q @ K^T) * scaling,   scores[..., -n:] += s - s.detach(),  s = (q.detach() @ k_new^T) * scaling
+    out    = A @ V + A[..., -n:] @ (v_new - v_new.detach())
+
+so every forward value is bitwise the eager one (``x - x.detach()`` is exactly zero, and adding
+zero changes nothing), while the gradient reaches q, A, k_new and v_new exactly as through
+eager attention, and never a past row. The tests check rows and tokens against the plain path
+and against brute-force autograd.
+
+The function (name ``lvsal_eager``) is registered with transformers' ``AttentionInterface``;
+:class:`~lvsal_data.saliency.SaliencyEngine` switches a model to it only for its own steps, and
+LocoRE's attention function shares :func:`attention_scores` and :func:`attend`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+NAME = "lvsal_eager"
+_LIVE = "_lvsal_live"
+_USED = "_lvsal_used"
+
+
+def mark_live(full: Tensor, new: Tensor) -> Tensor:
+    """A view of the detached cache tensor ``full`` that carries the step's live rows ``new``.
+
+    ``full[..., -n:, :]`` must hold the values of ``new`` (n rows); the attention function
+    differentiates through ``new`` and treats the rest as constant."""
+    view = full.view_as(full)
+    setattr(view, _LIVE, new)
+    setattr(view, _USED, False)
+    return view
+
+
+def was_used(t: Tensor) -> bool:
+    """Whether an attention function consumed the live rows of a :func:`mark_live` view."""
+    return bool(getattr(t, _USED, False))
+
+
+def _live(t: Tensor) -> Tensor | None:
+    new = getattr(t, _LIVE, None)
+    if new is not None:
+        setattr(t, _USED, True)
+    return new
+
+
+def _repeat_kv(t: Tensor, groups: int) -> Tensor:
+    from transformers.models.llama.modeling_llama import repeat_kv
+
+    return repeat_kv(t, groups)
+
+
+def attention_scores(module: nn.Module, query: Tensor, key: Tensor, scaling: float) -> Tensor:
+    """``(q @ K^T) * scaling`` as eager attention computes it, plus the live-key term."""
+    groups = module.num_key_value_groups
+    weights = torch.matmul(query, _repeat_kv(key, groups).transpose(2, 3)) * scaling
+    new = _live(key)
+    if new is not None:
+        k_new = _repeat_kv(new, groups)
+        live = torch.matmul(query.detach(), k_new.transpose(2, 3)) * scaling
+        weights[..., -k_new.shape[-2]:] += live - live.detach()  # exactly zero; a fresh tensor: safe in place
+    return weights
+
+
+def attend(module: nn.Module, weights: Tensor, value: Tensor) -> Tensor:
+    """``A @ V`` as eager attention computes it, plus the live-value term."""
+    groups = module.num_key_value_groups
+    out = torch.matmul(weights, _repeat_kv(value, groups))
+    new = _live(value)
+    if new is not None:
+        v_new = _repeat_kv(new, groups)
+        out = out + torch.matmul(weights[..., -v_new.shape[-2]:], v_new - v_new.detach())  # exactly zero
+    return out
+
+
+def eager_attention_forward(
+    module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
+    scaling: float, dropout: float = 0.0, **kwargs: Any,
+) -> tuple[Tensor, Tensor]:
+    """transformers' Llama / Qwen2 eager attention, operation for operation, with the live rows."""
+    weights = attention_scores(module, query, key, scaling)
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    out = attend(module, weights, value)
+    return out.transpose(1, 2).contiguous(), weights
+
+
+def register(name: str, function: Any) -> None:
+    """Register an eager-style attention function (and eager masks) under ``name``."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, eager_mask
+
+    if name not in AttentionInterface._global_mapping:
+        AttentionInterface.register(name, function)
+    if name not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
+        AttentionMaskInterface.register(name, eager_mask)  # without it transformers builds no causal mask
+
+
+__all__ = ["NAME", "attend", "attention_scores", "eager_attention_forward", "mark_live", "register", "was_used"]
