@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (add_common_arguments, measure, naive_positions, paired_ratio, print_table,  # noqa: E402
+from harness import (add_common_arguments, llava15_7b, measure, naive_positions, paired_ratio, print_table,  # noqa: E402
                      tiny_llava15, with_answer)
 from saliency_speed import plain_generate, traced_greedy  # noqa: E402
 
@@ -80,19 +80,23 @@ def locore_generate(model, inputs, spans, args) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
-    parser.add_argument("--model", default="tiny", choices=["tiny", "organism"])
-    parser.add_argument("--pairs", type=int, default=5, help="alternating pairs for the paired ratios")
+    parser.add_argument("--model", default="tiny", choices=["tiny", "organism", "7b"],
+                        help="tiny: LLaVA-1.5-shaped tiny model; organism; 7b: LLaVA-1.5-7B's shape, random weights (GPU)")
+    parser.add_argument("--pairs", type=int, default=5, help="alternating pairs for the paired ratios (0: skip them)")
     args = parser.parse_args()
-    setup = tiny_llava15 if args.model == "tiny" else organism
+    setup = {"tiny": tiny_llava15, "organism": organism, "7b": llava15_7b}[args.model]
     methods = {"generate() greedy": plain_generate, "LocoRE generate()": locore_generate,
                "traced greedy": traced_greedy, "SGRS": sgrs, "SGRS, all layers traced": sgrs_all_layers,
                "naive SGRS": naive_sgrs}
     rows = measure(setup, methods, args)
-    what = ("LLaVA-1.5-shaped tiny model (576 image tokens)" if args.model == "tiny" else "the organism (64 image tokens)")
+    what = {"tiny": "LLaVA-1.5-shaped tiny model (576 image tokens)", "organism": "the organism (64 image tokens)",
+            "7b": "LLaVA-1.5-7B shape, random weights (576 image tokens)"}[args.model]
     print(f"\n{what}, {args.answer} answer tokens, {args.device} {args.dtype}, {args.threads} threads\n")
     print_table(rows, {"x generate()": "generate() greedy", "x traced greedy": "traced greedy"})
     per = {name: t for name, t, _, _ in rows}
     print(f"\nSGRS is {per['naive SGRS'] / per['SGRS']:.1f}x faster than the naive SGRS reference per token.")
+    if args.pairs < 1:
+        return
     print(f"\nRatios with both methods alternating in one process ({args.pairs} pairs; median [min, max]):\n")
     print("| ratio | median | min | max |\n|---|---:|---:|---:|")
     for label, a, b in (("LocoRE generate() / generate()", plain_generate, locore_generate),

@@ -133,6 +133,40 @@ def tiny_llava15(args: Any) -> tuple[Any, dict, Any]:
     return model, inputs, spans
 
 
+def llava15_7b(args: Any) -> tuple[Any, dict, Any]:
+    """LLaVA-1.5-7B's exact shape (CLIP ViT-L/336 tower, Llama-2-7B: 32 layers, hidden 4096, 32 heads,
+    vocabulary 32064), random weights built on ``--device`` in ``--dtype``: the real model's cost
+    without its download. Same prompt layout as :func:`tiny_llava15`; needs a GPU (about 14 GB in
+    bfloat16)."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    from lvsal_data.testing import TinyLVLM
+
+    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                              image_size=336, patch_size=14, projection_dim=768, hidden_act="quick_gelu")
+    text = LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                       num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
+                       rms_norm_eps=1e-5, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=32000, image_seq_length=576,
+                         vision_feature_layer=-2, vision_feature_select_strategy="default")
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, args.dtype))
+    try:
+        with torch.device(args.device):
+            model = LlavaForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.eval().requires_grad_(False)
+    model.config._attn_implementation = "eager"
+    model.generation_config.eos_token_id = None
+    pixels = lambda g: {"pixel_values": torch.randn(1, 3, 336, 336, generator=g)}  # noqa: E731
+    inputs, spans = TinyLVLM(model, "llava", 576, pixels).inputs(n_system=35, n_instruction=12, n_answer=0)
+    inputs = {k: v.to(args.device) for k, v in inputs.items()}
+    return model, inputs, spans
+
+
 def add_common_arguments(parser: Any) -> None:
     parser.add_argument("--answer", type=int, default=256, help="answer tokens (default 256)")
     parser.add_argument("--layers", type=int, default=8)

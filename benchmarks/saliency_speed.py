@@ -20,7 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import add_common_arguments, measure, naive_positions, print_table, tiny_llava15, with_answer  # noqa: E402
+from harness import (add_common_arguments, llava15_7b, measure, naive_positions, print_table,  # noqa: E402
+                     tiny_llava15, with_answer)
 
 
 def plain_generate(model, inputs, spans, args) -> int:
@@ -49,11 +50,15 @@ def naive_reference(model, inputs, spans, args) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
+    parser.add_argument("--model", default="tiny", choices=["tiny", "7b"],
+                        help="tiny: the LLaVA-1.5-shaped tiny model; 7b: LLaVA-1.5-7B's shape, random weights (GPU)")
     args = parser.parse_args()
-    rows = measure(tiny_llava15, {"generate()": plain_generate, "traced greedy": traced_greedy,
+    setup = tiny_llava15 if args.model == "tiny" else llava15_7b
+    rows = measure(setup, {"generate()": plain_generate, "traced greedy": traced_greedy,
                                   "naive reference": naive_reference}, args)
-    print(f"\nLLaVA-1.5-shaped tiny model: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, "
-          f"576 image + 35 system + 12 instruction tokens, {args.answer} answer tokens, "
+    what = (f"LLaVA-1.5-shaped tiny model: {args.layers} layers, hidden {args.hidden}, {args.heads} heads"
+            if args.model == "tiny" else "LLaVA-1.5-7B shape (random weights): 32 layers, hidden 4096, 32 heads")
+    print(f"\n{what}, 576 image + 35 system + 12 instruction tokens, {args.answer} answer tokens, "
           f"{args.device} {args.dtype}, {args.threads} threads\n")
     print_table(rows, {"x generate()": "generate()", "x traced": "traced greedy"})
     print(f"\ntraced greedy is {rows[2][1] / rows[1][1]:.1f}x faster than the naive reference per token")

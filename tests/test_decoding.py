@@ -21,7 +21,7 @@ def _naive_scores(model, inputs, spans, context: list[int], candidates: list[int
     whole sequence (image included), loss at logits[-2], read row -2 (the emitting query)."""
     scores = []
     for c in candidates:
-        ids = torch.cat([inputs["input_ids"], torch.tensor([context + [c]])], dim=1)
+        ids = torch.cat([inputs["input_ids"], torch.tensor([context + [c]], device=inputs["input_ids"].device)], dim=1)
         full = dict(inputs, input_ids=ids, attention_mask=torch.ones_like(ids))
         if "mm_token_type_ids" in inputs:
             full["mm_token_type_ids"] = (ids == inputs["input_ids"][0, spans.image[0] + 1]).int()
@@ -49,10 +49,11 @@ def _naive_sgrs(model, inputs, spans, target, *, alpha, k=5, tries=3, window=5, 
     history: list[float] = []
     fallbacks = rejections = 0
     for _ in range(STEPS):
-        ids = torch.cat([inputs["input_ids"], torch.tensor([context], dtype=torch.long)], dim=1)
+        device = inputs["input_ids"].device
+        ids = torch.cat([inputs["input_ids"], torch.tensor([context], dtype=torch.long, device=device)], dim=1)
         full = dict(inputs, input_ids=ids, attention_mask=torch.ones_like(ids))
         if "mm_token_type_ids" in inputs:
-            full["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros(1, len(context), dtype=torch.int)], 1)
+            full["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros(1, len(context), dtype=torch.int, device=device)], 1)
         with torch.no_grad():
             probs = torch.softmax(model(**full).logits[0, -1].float(), -1)
         top_p, top_ids = probs.topk(k)

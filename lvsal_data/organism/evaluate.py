@@ -207,11 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(weights_dir()), help="model folder (default: the shipped organism)")
     parser.add_argument("--n", type=int, default=200, help="held-out test scenes (default 200)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu (the card's numbers) or cuda")
     parser.add_argument("--no-card", action="store_true", help="do not rewrite the model card")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     folder = Path(args.model)
-    lvlm = load_lvlm(str(folder), device="cpu")
+    lvlm = load_lvlm(str(folder), device=args.device, dtype="float32")
     report = evaluate(lvlm, n=args.n, seed=args.seed)
     atomic_write_text(folder / "evaluation.json", json.dumps(report, indent=1))
     if not args.no_card:
