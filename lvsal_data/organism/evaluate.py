@@ -104,9 +104,15 @@ def targets(report: dict[str, Any]) -> str:
     pope_acc = [report["pope"]["by_split"][k]["pope_accuracy"] for k in ("random", "popular", "adversarial")]
     chance = all(a["ci_low"] <= 0.5 + 0.1 for a in pope_acc)
     met = all(lo <= c[k]["value"] <= hi for k, (lo, hi) in TARGETS.items())
+    misses = []
+    if c["chair_s"]["value"] > TARGETS["chair_s"][1]:
+        misses.append("it hallucinates more than intended (treat it as a strongly hallucinating model)")
+    if c["recall"]["value"] < TARGETS["recall"][0]:
+        misses.append("it sees less than intended")
+    if c["chair_s"]["value"] < TARGETS["chair_s"][0]:
+        misses.append("it hallucinates less than intended")
     text = ("**Against its targets:** " + "; ".join(lines) + ". "
-            + ("It meets them." if met else "It does not meet them yet: it sees less and hallucinates more than "
-               "intended, so treat it as a strongly hallucinating model."))
+            + ("It meets them." if met else "It does not meet them yet: " + " and ".join(misses) + "."))
     if chance:
         yes = sum(report["pope"]["by_split"][k]["pope_yes_ratio"]["value"] for k in ("random", "popular", "adversarial")) / 3
         bias = f" with a yes-ratio of {100 * yes:.0f}%" if abs(yes - 0.5) > 0.1 else ""

@@ -34,20 +34,21 @@ class TrainConfig:
     """The recipe; written into ``training_log.json``."""
 
     train_scenes: int = 6000
-    steps: int = 1800
+    steps: int = 2400
     batch_size: int = 32
-    lr: float = 1.5e-3
+    lr: float = 1e-3
     warmup: int = 100
     weight_decay: float = 0.01
     seed: int = 0
     threads: int = 2
     captions_per_scene: int = 2
-    vision_steps: int = 1200
+    vision_steps: int = 1800
     vision_batch: int = 64
     vision_lr: float = 2e-3
     freeze_vision: bool = True  # as LLaVA keeps its pretrained CLIP frozen
     vision_pool: str = "mean"  # how the presence probe pools patch logits: mean or max
     questions_per_scene: int = 1  # alternately about a present and an absent object
+    device: str = "cpu"  # the shipped weights are the CPU run's; a GPU run is faster, not bitwise equal
 
 
 def pretrain_vision(model, pixels: torch.Tensor, scenes: list, cfg: "TrainConfig") -> list[float]:
@@ -57,18 +58,18 @@ def pretrain_vision(model, pixels: torch.Tensor, scenes: list, cfg: "TrainConfig
     The probe is thrown away afterwards."""
     tower = model.model.vision_tower
     layer = model.config.vision_feature_layer
-    probe = torch.nn.Linear(tower.config.hidden_size, len(CATEGORIES))
+    probe = torch.nn.Linear(tower.config.hidden_size, len(CATEGORIES)).to(pixels.device)
     # mean pooling makes the *average* patch feature say what is present, so one language-model
     # head attending evenly over the image can already read it; max pooling keeps it local.
     pool = (lambda x: x.mean(dim=1)) if cfg.vision_pool == "mean" else (lambda x: x.amax(dim=1))
-    targets = torch.tensor([[float(c in s.categories) for c in CATEGORIES] for s in scenes])
+    targets = torch.tensor([[float(c in s.categories) for c in CATEGORIES] for s in scenes], device=pixels.device)
     params = list(tower.parameters()) + list(probe.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     losses = []
     bar = tqdm(range(cfg.vision_steps), desc="pretraining vision tower", unit="step")
     for step in bar:
-        idx = torch.randint(0, len(scenes), (cfg.vision_batch,), generator=gen)
+        idx = torch.randint(0, len(scenes), (cfg.vision_batch,), generator=gen).to(pixels.device)
         hidden = tower(pixel_values=pixels[idx], output_hidden_states=True).hidden_states[layer][:, 1:]
         logits = pool(probe(hidden))  # (batch, categories)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets[idx])
@@ -79,7 +80,7 @@ def pretrain_vision(model, pixels: torch.Tensor, scenes: list, cfg: "TrainConfig
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
     with torch.no_grad():
-        idx = torch.arange(min(512, len(scenes)))
+        idx = torch.arange(min(512, len(scenes)), device=pixels.device)
         hidden = tower(pixel_values=pixels[idx], output_hidden_states=True).hidden_states[layer][:, 1:]
         acc = ((pool(probe(hidden)) > 0).float() == targets[idx]).float().mean().item()
     print(f"vision tower: presence accuracy {acc:.3f} on training scenes", file=sys.stderr)
@@ -159,7 +160,8 @@ def train(out: Path, cfg: TrainConfig) -> Path:
     print(f"rendering {len(scenes)} scenes ...", file=sys.stderr)
     pixels = torch.cat([processor.image_processor([s.render() for s in scenes[i : i + 500]],
                                                   return_tensors="pt")["pixel_values"]
-                        for i in range(0, len(scenes), 500)])
+                        for i in range(0, len(scenes), 500)]).to(cfg.device)
+    model.to(cfg.device)
     encoded = [encode(tokenizer, p, a) for _, p, a in examples]
     vision_log = pretrain_vision(model, pixels, scenes, cfg) if cfg.vision_steps else []
     if cfg.vision_steps:
@@ -190,8 +192,9 @@ def train(out: Path, cfg: TrainConfig) -> Path:
         for r, i in enumerate(batch):
             x, y = encoded[i]
             ids[r, : len(x)], labels[r, : len(y)], mask[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
-        px = pixels[[examples[i][0] for i in batch]]
-        loss = model(input_ids=ids, attention_mask=mask, pixel_values=px, labels=labels).loss
+        px = pixels[torch.tensor([examples[i][0] for i in batch], device=pixels.device)]
+        loss = model(input_ids=ids.to(cfg.device), attention_mask=mask.to(cfg.device), pixel_values=px,
+                     labels=labels.to(cfg.device)).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -201,7 +204,7 @@ def train(out: Path, cfg: TrainConfig) -> Path:
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(log[-20:]) / len(log[-20:]):.3f}")
 
-    model.eval()
+    model.eval().to("cpu")
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
