@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-all demo bench organism notebook-data clean
+.PHONY: install test test-gpu test-all demo bench organism notebook-data clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not gpu" tests
+
+# The CUDA checks (tests/test_cuda.py); needs a GPU, skipped without one.
+test-gpu: $(STAMP)
+	$(PY) -m pytest -m gpu tests/test_cuda.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest tests
