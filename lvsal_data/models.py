@@ -208,6 +208,22 @@ def _resolve(name_or_path: str) -> str:
     return name_or_path
 
 
+def parse_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a ``torch.device`` (default: CUDA when available), refusing a CUDA device
+    this machine does not have with one clear line."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (parsed.index or 0) >= count:
+            raise InputError(f"device {device!r} requested, but this machine has {count} CUDA device(s)")
+    return parsed
+
+
 def _parse_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -250,7 +266,7 @@ def load_lvlm(
     """
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = parse_device(device)
     torch_dtype = _parse_dtype(dtype, device)
     path = _resolve(name_or_path)
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}

@@ -169,7 +169,8 @@ class SaliencyEngine:
         check_eager(model)
         self.model = model
         self.fast = fast
-        self._handed: list[Tensor] = []
+        self._handed: list[Tensor] = []  # live views the cache handed out during the current step's forward
+        self._live_used = True  # whether the last step's attention took every one of them
         n = num_text_layers(model.config)
         self.layers = list(range(n)) if layers is None else [int(l) for l in layers]
         bad = [l for l in self.layers if not 0 <= l < n]
@@ -212,7 +213,7 @@ class SaliencyEngine:
             raise InputError(f"context_len={context_len} must be in [2, {ids.shape[1]}]")
         self._prefill(inputs, context_len - 1)
         step = self.step(int(ids[0, context_len - 1]))
-        if self.fast and not all(attention.was_used(v) for v in self._handed):
+        if self.fast and not self._live_used:
             # the model's attention did not take the live rows (its own code between the cache and
             # the attention function): redo the step on the plain path, which needs nothing of it
             self.fast = False
@@ -232,14 +233,15 @@ class SaliencyEngine:
         if swap:
             attention.register(attention.NAME, attention.eager_attention_forward)
             config._attn_implementation = attention.NAME
-        self._handed.clear()
         try:
             with torch.enable_grad():
                 embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
                 out = model(inputs_embeds=embeds, past_key_values=self._cache, use_cache=True, output_attentions=True)
+            self._live_used = all(attention.was_used(v) for v in self._handed)
         finally:
             if swap:
                 config._attn_implementation = "eager"
+            self._handed.clear()  # keep no reference to this step's graph past the forward
         attentions = out.attentions
         if attentions is None or any(attentions[l] is None for l in self.layers):
             raise UnsupportedModelError(

@@ -8,7 +8,7 @@ from PIL import Image
 
 from lvsal_data import find_spans, load_lvlm, trace_generate
 from lvsal_data.errors import InputError, UnsupportedModelError
-from lvsal_data.models import arch_info
+from lvsal_data.models import arch_info, parse_device
 from lvsal_data.testing import VOCAB, TinyLVLM, tiny_llava, tiny_llava_processor
 
 WORDS = "Please describe this image in detail . a dog cat on the".split()
@@ -79,3 +79,12 @@ def test_unknown_family_lists_supported() -> None:
 
     with pytest.raises(UnsupportedModelError, match="supported: .*llava.*qwen2_vl"):
         arch_info(LlamaConfig(vocab_size=VOCAB))
+
+
+def test_a_device_this_machine_lacks_is_refused_in_one_line() -> None:
+    assert parse_device("cpu") == torch.device("cpu")
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, whatever the machine has
+    with pytest.raises(InputError, match="CUDA device"):
+        parse_device(missing)
+    with pytest.raises(InputError, match="unknown device"):
+        parse_device("tpu0")

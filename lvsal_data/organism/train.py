@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import InputError
 from ..io import atomic_write_text
+from ..models import parse_device
 from . import weights_dir
 from .build import N_IMAGE_TOKENS, build_model, build_processor, build_tokenizer
 from .world import CAPTION_PROMPT, CATEGORIES, make_scene
@@ -225,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     args = parser.parse_args(argv)
     cfg = TrainConfig(**{k: getattr(args, k) for k in asdict(TrainConfig())})
+    try:
+        parse_device(cfg.device)
+    except InputError as err:
+        parser.error(str(err))
     train(args.out, cfg)
     return 0
 
