@@ -18,6 +18,12 @@ zero changes nothing), while the gradient reaches q, A, k_new and v_new exactly 
 eager attention, and never a past row. The tests check rows and tokens against the plain path
 and against brute-force autograd.
 
+The two products with the constant past, ``q @ K^T`` and ``A @ V``, run through
+:func:`times_past`: the same ``torch.matmul`` forward, and a backward (``dq = dS @ K``,
+``dA = dO @ V^T``) that, batched over SGRS's K candidates, no longer broadcasts the past into
+K copies (autograd's built-in rule for a batched gradient times an unbatched operand does; it
+was a third of the batched backward on the LLaVA-1.5-shaped benchmark).
+
 The function (name ``lvsal_eager``) is registered with transformers' ``AttentionInterface``;
 :class:`~lvsal_data.saliency.SaliencyEngine` switches a model to it only for its own steps, and
 LocoRE's attention function shares :func:`attention_scores` and :func:`attend`.
@@ -64,27 +70,56 @@ def _repeat_kv(t: Tensor, groups: int) -> Tensor:
     return repeat_kv(t, groups)
 
 
+class _TimesConstant(torch.autograd.Function):
+    """``x @ c`` for a constant ``c`` (the detached past): the forward is exactly ``torch.matmul``.
+
+    The backward ``dx = g @ c^T`` is ``torch.matmul`` called from Python, which the batched
+    backward (``is_grads_batched``) maps over the K gradients one by one, each against ``c`` as
+    it is; the built-in backward of ``matmul`` instead broadcasts ``c`` to K copies first."""
+
+    @staticmethod
+    def forward(x: Tensor, c: Tensor) -> Tensor:
+        return torch.matmul(x, c)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        ctx.save_for_backward(inputs[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (c,) = ctx.saved_tensors
+        return torch.matmul(grad, c.transpose(-1, -2)), None
+
+
+def times_past(x: Tensor, past: Tensor) -> Tensor:
+    """``torch.matmul(x, past)`` where ``past`` is constant (no gradient), forward bitwise equal."""
+    if past.requires_grad:
+        raise ValueError("times_past: the past must be detached")
+    return _TimesConstant.apply(x, past) if x.requires_grad else torch.matmul(x, past)
+
+
 def attention_scores(module: nn.Module, query: Tensor, key: Tensor, scaling: float) -> Tensor:
     """``(q @ K^T) * scaling`` as eager attention computes it, plus the live-key term."""
     groups = module.num_key_value_groups
-    weights = torch.matmul(query, _repeat_kv(key, groups).transpose(2, 3)) * scaling
     new = _live(key)
-    if new is not None:
-        k_new = _repeat_kv(new, groups)
-        live = torch.matmul(query.detach(), k_new.transpose(2, 3)) * scaling
-        weights[..., -k_new.shape[-2]:] += live - live.detach()  # exactly zero; a fresh tensor: safe in place
+    if new is None:
+        return torch.matmul(query, _repeat_kv(key, groups).transpose(2, 3)) * scaling
+    k_new = _repeat_kv(new, groups)
+    weights = times_past(query, _repeat_kv(key, groups).transpose(2, 3)) * scaling
+    live = torch.matmul(query.detach(), k_new.transpose(2, 3)) * scaling
+    weights[..., -k_new.shape[-2]:] += live - live.detach()  # exactly zero; a fresh tensor: safe in place
     return weights
 
 
 def attend(module: nn.Module, weights: Tensor, value: Tensor) -> Tensor:
     """``A @ V`` as eager attention computes it, plus the live-value term."""
     groups = module.num_key_value_groups
-    out = torch.matmul(weights, _repeat_kv(value, groups))
     new = _live(value)
-    if new is not None:
-        v_new = _repeat_kv(new, groups)
-        out = out + torch.matmul(weights[..., -v_new.shape[-2]:], v_new - v_new.detach())  # exactly zero
-    return out
+    if new is None:
+        return torch.matmul(weights, _repeat_kv(value, groups))
+    v_new = _repeat_kv(new, groups)
+    out = times_past(weights, _repeat_kv(value, groups))
+    return out + torch.matmul(weights[..., -v_new.shape[-2]:], v_new - v_new.detach())  # exactly zero
 
 
 def eager_attention_forward(

@@ -142,6 +142,28 @@ def test_fast_path_under_locore_equals_the_plain_path(tiny_models: dict[str, Tin
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
+def test_times_past_is_matmul_with_a_constant_past() -> None:
+    """The product with the detached past: forward bitwise ``torch.matmul``; its gradient (single
+    and batched over K losses, the SGRS case) equals plain autograd's, which copies the past K times."""
+    from lvsal_data.attention import times_past
+
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(1, 4, 1, 8, generator=g)
+    past = torch.randn(1, 4, 8, 30, generator=g)
+    cot = torch.randn(5, 1, 4, 1, 30, generator=g)
+    x, ref_x = x0.clone().requires_grad_(True), x0.clone().requires_grad_(True)
+    out, ref = times_past(x, past), torch.matmul(ref_x, past)
+    assert torch.equal(out, ref)
+    for batched in (False, True):
+        grad_out = cot if batched else cot[0]
+        got = torch.autograd.grad(out, x, grad_out, retain_graph=True, is_grads_batched=batched)[0]
+        want = torch.autograd.grad(ref, ref_x, grad_out, retain_graph=True, is_grads_batched=batched)[0]
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert torch.equal(times_past(x0, past), torch.matmul(x0, past))  # no graph: plain matmul
+    with pytest.raises(ValueError, match="detached"):
+        times_past(x, past.clone().requires_grad_(True))
+
+
 def test_attention_that_ignores_the_live_rows_falls_back_to_the_plain_path(tiny_models, monkeypatch) -> None:
     """A model whose code hides the live rows from the attention function would lose the new
     token's key / value gradient; the engine notices at its first step and takes the plain path."""
