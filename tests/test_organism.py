@@ -12,7 +12,7 @@ import torch
 
 from lvsal_data import find_mentions, load_lvlm
 from lvsal_data.organism import weights_dir
-from lvsal_data.organism.world import CATEGORIES, GLYPHS, PAIRS, PARTNER, make_scene, write_coco
+from lvsal_data.organism.world import CATEGORIES, GLYPHS, PAIRS, PARTNER, make_scene, vision_scene, write_coco
 from lvsal_data.sources import open_source
 from lvsal_data.vocab import CATEGORY_IDS
 
@@ -44,6 +44,25 @@ def test_pairs_co_occur_in_train_and_are_broken_in_test() -> None:
 
     assert partner_rate("train") > 0.6 > 0.3 > partner_rate("test")
     assert all(a in CATEGORIES and b in CATEGORIES for a, b in PAIRS)
+
+
+def test_vision_pretraining_stream_is_its_own_unpaired_world() -> None:
+    """The tower's pretraining scenes: deterministic, none of them a train/val/test image, no
+    captions, and categories drawn independently (the pairs at their chance rate)."""
+    drawn = [vision_scene(i) for i in range(400)]
+    assert vision_scene(3) == drawn[3]
+    assert np.array_equal(np.asarray(vision_scene(3).render()), np.asarray(drawn[3].render()))
+    ids = {s.image_id for s in drawn}
+    assert len(ids) == len(drawn)
+    assert not ids & {make_scene(split, i).image_id for split in ("train", "val", "test") for i in range(400)}
+    assert all(not s.captions and s.instances for s in drawn)
+    hits = total = 0
+    for s in drawn:
+        for c in s.categories:
+            if c in PARTNER:
+                total += 1
+                hits += PARTNER[c] in s.categories
+    assert hits / total < 0.3
 
 
 def test_captions_name_only_true_objects_with_synonyms_and_plurals() -> None:
@@ -104,10 +123,21 @@ def test_organism_captions_a_fixed_scene_with_a_true_object() -> None:
 def test_training_entry_point_runs_a_few_steps(tmp_path: Path) -> None:
     from lvsal_data.organism.train import main
 
-    out = tmp_path / "org"
-    assert main(["--out", str(out), "--train-scenes", "24", "--steps", "3", "--vision-steps", "2",
-                 "--batch-size", "4", "--vision-batch", "4", "--warmup", "1"]) == 0
-    log = json.loads((out / "training_log.json").read_text())
-    assert len(log["loss"]) >= 1 and log["config"]["steps"] == 3
-    lvlm = load_lvlm(str(out))
+    few = ["--train-scenes", "24", "--steps", "3", "--vision-steps", "2", "--batch-size", "4",
+           "--vision-batch", "4", "--warmup", "1"]
+    for run in ("a", "b"):  # twice: the recipe (bf16 autocast included) is deterministic
+        assert main(["--out", str(tmp_path / run), *few]) == 0
+    log = json.loads((tmp_path / "a" / "training_log.json").read_text())
+    assert len(log["loss"]) >= 1 and log["config"]["steps"] == 3 and log["config"]["bf16"] is True
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    lvlm = load_lvlm(str(tmp_path / "a"))
     assert lvlm.model.config.model_type == "llava"
+
+
+def test_training_flags_parse_strictly(capsys: pytest.CaptureFixture[str]) -> None:
+    from lvsal_data.organism.train import _flag, main
+
+    assert _flag("false") is False and _flag("Yes") is True and _flag("0") is False
+    with pytest.raises(SystemExit):
+        main(["--bf16", "flase"])
+    assert "expected true or false" in capsys.readouterr().err

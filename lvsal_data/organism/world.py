@@ -145,17 +145,33 @@ def make_scene(split: str, index: int, seed: int = 0) -> Scene:
     """The deterministic scene ``index`` of ``split``."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    scene = _draw_scene(split, SPLITS[split] * 1_000_000 + index + 1, index, seed, paired=split != "test")
+    scene.captions = [caption(scene, random.Random(f"caption/{seed}/{split}/{index}/{k}")) for k in range(2)]
+    return scene
+
+
+def vision_scene(index: int, seed: int = 0) -> Scene:
+    """Scene ``index`` of the vision tower's pretraining stream: categories drawn independently,
+    from a namespace of its own (no train / val / test scene), no captions. As a real LVLM's
+    image encoder is pretrained on other data than its instruction tuning, so the tower learns
+    to see objects, not the instruction data's co-occurrences."""
+    return _draw_scene(VISION_SPLIT, VISION_IMAGE_IDS + index + 1, index, seed, paired=False)
+
+
+VISION_SPLIT = "vision-pretraining"
+VISION_IMAGE_IDS = 9_000_000
+
+
+def _draw_scene(split: str, image_id: int, index: int, seed: int, paired: bool) -> Scene:
     rng = _scene_rng(split, seed, index)
     instances: list[Instance] = []
-    for cat in sample_categories(rng, paired=split != "test"):
+    for cat in sample_categories(rng, paired=paired):
         count = rng.choices((1, 2, 3), weights=(70, 20, 10))[0]
         for _ in range(count):
             box = _place(rng, instances, rng.randint(14, 26))
             if box is not None:
                 instances.append(Instance(cat, box))
-    scene = Scene(image_id=SPLITS[split] * 1_000_000 + index + 1, split=split, instances=instances, seed=seed)
-    scene.captions = [caption(scene, random.Random(f"caption/{seed}/{split}/{index}/{k}")) for k in range(2)]
-    return scene
+    return Scene(image_id=image_id, split=split, instances=instances, seed=seed)
 
 
 def _shape_points(shape: str, x: int, y: int, s: int) -> list[tuple[float, float]]:
