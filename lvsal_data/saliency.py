@@ -24,6 +24,7 @@ check the rows against the plain path and brute force).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -127,6 +128,18 @@ class Step:
         return torch.stack(rows, dim=1)
 
 
+def cache_keyword(model: Any) -> str:
+    """The keyword under which ``model``'s forward takes the KV cache: ``cache`` from transformers
+    5.24 on (``past_key_values`` still works there but is deprecated), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def returned_cache(out: Any) -> Any:
+    """The KV cache a forward returned, under its 5.24+ name ``cache`` or its older one."""
+    cache = getattr(out, "cache", None)
+    return out.past_key_values if cache is None else cache
+
+
 def _live_cache(cache: Any, handed: list[Tensor]) -> bool:
     """Make each layer of a dynamic KV cache store detached keys / values and hand the attention
     function views that carry the step's live new rows (see :mod:`lvsal_data.attention`); the
@@ -177,6 +190,7 @@ class SaliencyEngine:
         if bad or not self.layers:
             raise InputError(f"layers {bad or self.layers} out of range for a model with {n} layers")
         self._cache: Any = None
+        self._cache_kw = cache_keyword(model)
         self._position = -1
 
     @property
@@ -190,7 +204,7 @@ class SaliencyEngine:
         prefix = {k: (v[:, :length] if torch.is_tensor(v) and v.dim() == 2 and v.shape[-1] == seq else v)
                   for k, v in inputs.items()}
         out = self.model(**prefix, use_cache=True)
-        self._cache = out.past_key_values
+        self._cache = returned_cache(out)
         self._position = length - 1
         if self.fast and not _live_cache(self._cache, self._handed):
             self.fast = False  # another cache type: the plain path
@@ -236,7 +250,7 @@ class SaliencyEngine:
         try:
             with torch.enable_grad():
                 embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
-                out = model(inputs_embeds=embeds, past_key_values=self._cache, use_cache=True, output_attentions=True)
+                out = model(inputs_embeds=embeds, use_cache=True, output_attentions=True, **{self._cache_kw: self._cache})
             self._live_used = all(attention.was_used(v) for v in self._handed)
         finally:
             if swap:
@@ -247,7 +261,7 @@ class SaliencyEngine:
             raise UnsupportedModelError(
                 f"{type(model).__name__} returned no attention weights; it must run eager attention"
             )
-        self._cache = out.past_key_values
+        self._cache = returned_cache(out)
         _detach_cache(self._cache)
         self._position += 1
         graph_attn = [attentions[l] for l in self.layers]  # each (1, heads, 1, q + 1)
