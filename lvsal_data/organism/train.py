@@ -58,12 +58,12 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast (mixed precision, fp32 weights), as LLaVA trains; half the CPU time
 
 
-def mixed_precision(cfg: "TrainConfig") -> torch.autocast:
+def mixed_precision(cfg: TrainConfig) -> torch.autocast:
     """bf16 autocast on the training device when ``cfg.bf16`` (weights and optimiser stay fp32)."""
     return torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
 
-def pretrain_vision(model, processor, cfg: "TrainConfig") -> list[float]:
+def pretrain_vision(model, processor, cfg: TrainConfig) -> list[float]:
     """Stage 0: pretrain the vision tower on multi-label object presence, as real LVLMs start from
     a pretrained image encoder. A linear probe on the patch features of the layer LLaVA reads
     (``vision_feature_layer``), pooled over patches (``vision_pool``).
