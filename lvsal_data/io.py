@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder beside ``out`` to write files into (``save_pretrained``, say); on
+    success each file is given a plain file's mode (transformers writes its weights as 0600) and
+    renamed into ``out``, so no file there is ever half-written; the staging folder is removed
+    either way."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield staging
+        for path in sorted(staging.iterdir()):
+            if not path.is_file():
+                raise OSError(f"staged_folder moves files only; {path.name} in {staging} is not one")
+            os.chmod(path, 0o666 & ~_UMASK)
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

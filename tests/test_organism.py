@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -130,8 +131,16 @@ def test_training_entry_point_runs_a_few_steps(tmp_path: Path) -> None:
     log = json.loads((tmp_path / "a" / "training_log.json").read_text())
     assert len(log["loss"]) >= 1 and log["config"]["steps"] == 3 and log["config"]["bf16"] is True
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no staging folder left behind
+    assert (tmp_path / "a" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~_umask()  # not 0600
     lvlm = load_lvlm(str(tmp_path / "a"))
     assert lvlm.model.config.model_type == "llava"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_training_flags_parse_strictly(capsys: pytest.CaptureFixture[str]) -> None:

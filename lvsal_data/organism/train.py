@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, staged_folder
 from ..models import parse_device
 from . import weights_dir
 from .build import N_IMAGE_TOKENS, build_model, build_processor, build_tokenizer
@@ -228,9 +228,7 @@ def train(out: Path, cfg: TrainConfig) -> Path:
             bar.set_postfix(loss=f"{sum(log[-20:]) / len(log[-20:]):.3f}")
 
     model.eval().to("cpu")
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    processor.save_pretrained(out)
+    save(model, processor, out)
     minutes = (time.time() - started) / 60
     atomic_write_text(out / "training_log.json", json.dumps(
         {"config": asdict(cfg), "minutes": round(minutes, 1), "vision_minutes": round(vision_minutes, 1), "n_examples": len(examples),
@@ -238,6 +236,14 @@ def train(out: Path, cfg: TrainConfig) -> Path:
          "loss": log[::10]}, indent=1))
     print(f"trained in {minutes:.1f} min; final loss {sum(log[-50:]) / 50:.3f}; weights in {out}")
     return out
+
+
+def save(model, processor, out: Path) -> None:
+    """Write the model and processor into ``out`` (by default the shipped weights) so that a
+    killed run never leaves a half-written file there (:func:`~lvsal_data.io.staged_folder`)."""
+    with staged_folder(out) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        processor.save_pretrained(staging)
 
 
 def _flag(value: str) -> bool:
