@@ -150,16 +150,16 @@ def make_scene(split: str, index: int, seed: int = 0) -> Scene:
     return scene
 
 
+VISION_SPLIT = "vision-pretraining"
+VISION_IMAGE_IDS = 9_000_000  # vision_scene(i) has image id VISION_IMAGE_IDS + i + 1
+
+
 def vision_scene(index: int, seed: int = 0) -> Scene:
     """Scene ``index`` of the vision tower's pretraining stream: categories drawn independently,
     from a namespace of its own (no train / val / test scene), no captions. As a real LVLM's
     image encoder is pretrained on other data than its instruction tuning, so the tower learns
     to see objects, not the instruction data's co-occurrences."""
     return _draw_scene(VISION_SPLIT, VISION_IMAGE_IDS + index + 1, index, seed, paired=False)
-
-
-VISION_SPLIT = "vision-pretraining"
-VISION_IMAGE_IDS = 9_000_000
 
 
 def _draw_scene(split: str, image_id: int, index: int, seed: int, paired: bool) -> Scene:
