@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -29,3 +30,12 @@ def tiny_models() -> dict[str, TinyLVLM]:
 def tiny(request: pytest.FixtureRequest, tiny_models: dict[str, TinyLVLM]) -> TinyLVLM:
     """Every tiny architecture in turn: LLaVA (MHA), LLaVA (GQA), Qwen2-VL (M-RoPE), InternVL."""
     return tiny_models[request.param]
+
+
+@pytest.fixture
+def plain_mode() -> int:
+    """The mode a plainly created file gets here (``0o666`` less the umask), read without
+    asking the code under test."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
