@@ -25,6 +25,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
+from .stats import bootstrap
+
 MODELS = ("logistic", "boosting")
 FORMAT = "lvsal-detector/1"
 
@@ -112,21 +114,14 @@ def ranking_metrics(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, re
     if out["n_pos"] == 0 or out["n_neg"] == 0:
         nan = {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
         return {"auroc": nan, "auprc": dict(nan), **out}
-    uniq, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
-    rng = np.random.default_rng(random_state)
-    draws: dict[str, list[float]] = {"auroc": [], "auprc": []}
-    for _ in range(resamples):
-        idx = np.concatenate([members[g] for g in rng.integers(0, len(uniq), len(uniq))])
+
+    def statistic(idx: np.ndarray) -> dict[str, float]:
         yb = y[idx]
-        if 0 < yb.sum() < len(yb):
-            draws["auroc"].append(roc_auc_score(yb, scores[idx]))
-            draws["auprc"].append(average_precision_score(yb, scores[idx]))
-    point = {"auroc": roc_auc_score(y, scores), "auprc": average_precision_score(y, scores)}
-    for k in draws:
-        d = np.array(draws[k])
-        out[k] = {"value": float(point[k]), "ci_low": float(np.percentile(d, 2.5)) if d.size else float("nan"),
-                  "ci_high": float(np.percentile(d, 97.5)) if d.size else float("nan")}
+        if not 0 < yb.sum() < len(yb):  # a resample with one class has no ranking: left out
+            return {"auroc": float("nan"), "auprc": float("nan")}
+        return {"auroc": roc_auc_score(yb, scores[idx]), "auprc": average_precision_score(yb, scores[idx])}
+
+    out.update(bootstrap(statistic, len(y), groups=groups, resamples=resamples, random_state=random_state))
     out["base_rate"] = float(y.mean())
     return out
 

@@ -3,8 +3,9 @@
 CHAIR (Rohrbach et al., 2018; OPERA's protocol): CHAIR_S = share of captions with at least one
 hallucinated object; CHAIR_I = hallucinated mentions / all mentions; recall = ground-truth objects
 mentioned / ground-truth objects; length = mean answer length in tokens (CHAIR depends on it:
-always report it). POPE: accuracy, precision, recall and F1 of "yes", and the yes-ratio, per split.
-The bootstrap resamples captions (or questions).
+always report it). POPE: accuracy, precision, recall and F1 of "yes", and the yes-ratio, per split;
+answers are read by POPE's own rule (:mod:`lvsal_data.yesno`) unless ``rule="strict"``.
+The bootstrap resamples images: a caption's, or every question asked about one image together.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from lvsal_data.yesno import REFERENCE, STRICT, parse_yes_no
 
 from .stats import Statistic, bootstrap, ratio
 
@@ -26,7 +29,8 @@ class CaptionResult:
 
     mentions: Sequence[str]  # category of every object mention, in order (duplicates kept)
     objects: Iterable[str]  # ground-truth categories
-    length: int  # answer tokens
+    length: int  # answer tokens, the end-of-sequence token not counted
+    image_id: str | None = None  # the bootstrap's unit (None: this caption alone)
 
 
 def chair_arrays(results: Sequence[CaptionResult]) -> dict[str, np.ndarray]:
@@ -60,23 +64,32 @@ def chair(results: Sequence[CaptionResult], *, resamples: int = 1000, random_sta
     """
     if not results:
         raise ValueError("CHAIR needs at least one caption")
-    out: dict[str, Any] = bootstrap(chair_statistic(chair_arrays(results)), len(results),
+    out: dict[str, Any] = bootstrap(chair_statistic(chair_arrays(results)), len(results), groups=image_groups(results),
                                     resamples=resamples, random_state=random_state)
     out["n"] = len(results)
     return out
+
+
+def image_groups(results: Sequence[CaptionResult] | Sequence[YesNoResult]) -> list[Any] | None:
+    """The bootstrap's groups: each result's image (a result without one is its own group)."""
+    if all(r.image_id is None for r in results):
+        return None
+    return [r.image_id if r.image_id is not None else f"\0{k}" for k, r in enumerate(results)]
 
 
 @dataclass(frozen=True)
 class YesNoResult:
     """What POPE needs from one answer."""
 
-    predicted: str | None  # "yes" / "no" / None (unparseable: counted as "no", as POPE's script does)
-    expected: str
+    answer: str  # the model's answer, as generated
+    expected: str  # "yes" / "no"
     split: str | None = None
+    image_id: str | None = None  # questions about one image are resampled together
 
 
-def pope_arrays(results: Sequence[YesNoResult]) -> dict[str, np.ndarray]:
-    pred = np.array([r.predicted == "yes" for r in results], dtype=float)
+def pope_arrays(results: Sequence[YesNoResult], rule: str = REFERENCE) -> dict[str, np.ndarray]:
+    """Predicted and true "yes" per answer; a strict reading that parses nothing counts as "no"."""
+    pred = np.array([parse_yes_no(r.answer, rule) == "yes" for r in results], dtype=float)
     true = np.array([r.expected == "yes" for r in results], dtype=float)
     return {"pred": pred, "true": true}
 
@@ -94,16 +107,32 @@ def pope_statistic(arrays: dict[str, np.ndarray]) -> Statistic:
     return stat
 
 
-def pope(results: Sequence[YesNoResult], *, resamples: int = 1000, random_state: int = 0) -> dict[str, Any]:
-    """POPE metrics overall and per split (``by_split``), each with CIs and ``n``."""
+def pope(results: Sequence[YesNoResult], *, rule: str = REFERENCE, resamples: int = 1000,
+         random_state: int = 0) -> dict[str, Any]:
+    """POPE metrics overall and per split (``by_split``), each with CIs, ``n``, ``n_images`` and
+    ``n_unparsed`` (answers the strict first-word reading cannot parse, whatever ``rule`` scores).
+
+    Args:
+        results: One per question.
+        rule: How answers are read: ``reference`` (POPE's script, the default) or ``strict``.
+        resamples: Bootstrap resamples (images are resampled).
+        random_state: Seed.
+
+    Example:
+        >>> rs = [YesNoResult("Yes.", "yes", image_id="1"), YesNoResult("There is no cat.", "no", image_id="1")]
+        >>> pope(rs, resamples=10)["pope_accuracy"]["value"]
+        1.0
+    """
     if not results:
         raise ValueError("POPE needs at least one answer")
 
     def one(rs: Sequence[YesNoResult]) -> dict[str, Any]:
-        est: dict[str, Any] = bootstrap(pope_statistic(pope_arrays(rs)), len(rs), resamples=resamples,
-                                        random_state=random_state)
+        est: dict[str, Any] = bootstrap(pope_statistic(pope_arrays(rs, rule)), len(rs), groups=image_groups(rs),
+                                        resamples=resamples, random_state=random_state)
         est["n"] = len(rs)
-        est["n_unparsed"] = sum(r.predicted is None for r in rs)
+        est["n_images"] = len({r.image_id for r in rs}) if image_groups(rs) is not None else len(rs)
+        est["n_unparsed"] = sum(parse_yes_no(r.answer, STRICT) is None for r in rs)
+        est["rule"] = rule
         return est
 
     out = one(results)
@@ -111,3 +140,15 @@ def pope(results: Sequence[YesNoResult], *, resamples: int = 1000, random_state:
     if splits:
         out["by_split"] = {s: one([r for r in results if r.split == s]) for s in splits}
     return out
+
+
+def caption_results(samples: Any) -> list[CaptionResult]:
+    """CHAIR inputs from a trace dataset's samples table (pandas): the length leaves out the
+    end-of-sequence token, which is not part of the caption."""
+    return [CaptionResult(list(r.mentions), list(r.objects), int(r.n_tokens) - int(bool(r.stopped_by_eos)),
+                          str(r.image_id)) for r in samples.itertuples()]
+
+
+def yesno_results(samples: Any) -> list[YesNoResult]:
+    """POPE inputs from a trace dataset's samples table (pandas)."""
+    return [YesNoResult(str(r.answer), str(r.expected), r.split, str(r.image_id)) for r in samples.itertuples()]

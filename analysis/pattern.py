@@ -57,17 +57,16 @@ def label_difference(scores: pd.DataFrame, stat: str = "saliency", resamples: in
     """Mean ``stat`` of hallucinated minus correct mention starts, with a bootstrap CI that
     resamples images (mentions of one caption are not independent); negative = the paper's drop."""
     image = scores["image_id"].to_numpy()
-    groups = [np.flatnonzero(image == i) for i in pd.unique(image)]
     halluc = (scores["label"] == "hallucinated").to_numpy()
     values = scores[stat].to_numpy(float)
 
-    def statistic(idx: np.ndarray) -> dict[str, float]:
-        rows = np.concatenate([groups[i] for i in idx]) if len(idx) else np.zeros(0, int)
+    def statistic(rows: np.ndarray) -> dict[str, float]:
         h, c = values[rows][halluc[rows]], values[rows][~halluc[rows]]
         return {"difference": float(h.mean() - c.mean()) if h.size and c.size else float("nan")}
 
-    est = bootstrap(statistic, len(groups), resamples=resamples, random_state=random_state)["difference"]
-    return {**est, "n_images": len(groups), "n_hallucinated": int(halluc.sum()), "n_correct": int((~halluc).sum())}
+    est = bootstrap(statistic, len(values), groups=image, resamples=resamples, random_state=random_state)["difference"]
+    return {**est, "n_images": int(len(pd.unique(image))), "n_hallucinated": int(halluc.sum()),
+            "n_correct": int((~halluc).sum())}
 
 
 def rate_by_decile(scores: pd.DataFrame, stat: str = "saliency", bins: int = 10) -> pd.DataFrame:

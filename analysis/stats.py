@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,29 +19,72 @@ def _nanpercentile(draws: np.ndarray, q: float) -> float:
     return float(np.percentile(finite, q)) if finite.size else float("nan")
 
 
+class Resampler:
+    """Draws bootstrap resamples of n samples that come in groups (several POPE questions, or
+    several mention starts, of one image): a resample draws whole groups with replacement, so
+    the interval reflects the images a result rests on, not its correlated parts.
+
+    Args:
+        n: Number of samples.
+        groups: Group label of each sample (None: every sample is its own group).
+    """
+
+    def __init__(self, n: int, groups: Sequence[Any] | np.ndarray | None = None) -> None:
+        if n < 1:
+            raise ValueError("cannot bootstrap zero samples")
+        if groups is None:
+            inverse = np.arange(n)
+        else:
+            groups = np.asarray(groups)
+            if len(groups) != n:
+                raise ValueError(f"{len(groups)} group labels for {n} samples")
+            inverse = np.unique(groups, return_inverse=True)[1].reshape(-1)
+        self.n_groups = int(inverse.max()) + 1
+        self._order = np.argsort(inverse, kind="stable")  # sample indices, group by group
+        self._sizes = np.bincount(inverse, minlength=self.n_groups)
+        self._starts = np.r_[0, np.cumsum(self._sizes)[:-1]]
+        self._singletons = bool((self._sizes == 1).all())
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """Sample indices of one resample: whole groups drawn with replacement, concatenated."""
+        picked = rng.integers(0, self.n_groups, self.n_groups)
+        if self._singletons:
+            return self._order[picked]
+        sizes = self._sizes[picked]
+        offsets = np.repeat(self._starts[picked] - np.r_[0, np.cumsum(sizes)[:-1]], sizes)
+        return self._order[offsets + np.arange(sizes.sum())]
+
+
 def bootstrap(
-    statistic: Statistic, n: int, *, resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL,
-    random_state: int = 0,
+    statistic: Statistic, n: int, *, groups: Sequence[Any] | np.ndarray | None = None,
+    resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, random_state: int = 0,
 ) -> dict[str, Estimate]:
     """Percentile-bootstrap CIs of several statistics of the same n samples.
 
     Args:
-        statistic: Maps an index array (a resample of ``range(n)``) to ``{metric: value}``.
-        n: Number of samples (the unit resampled, e.g. one caption).
+        statistic: Maps an index array (a resample of ``range(n)``) to ``{metric: value}``;
+            a NaN estimate (a degenerate resample) is left out of the interval.
+        n: Number of samples.
+        groups: Group label of each sample; whole groups (images) are resampled (default:
+            each sample is its own group).
         resamples: Bootstrap resamples.
         level: Confidence level.
         random_state: Seed.
 
     Returns:
         ``{metric: {"value", "ci_low", "ci_high"}}``; the value is the statistic on all samples.
+
+    Example:
+        >>> x = np.array([0.0, 1.0, 1.0, 0.0])
+        >>> bootstrap(lambda i: {"mean": x[i].mean()}, 4, resamples=50)["mean"]["value"]
+        0.5
     """
-    if n < 1:
-        raise ValueError("cannot bootstrap zero samples")
+    resampler = Resampler(n, groups)
     point = statistic(np.arange(n))
     rng = np.random.default_rng(random_state)
     draws = {k: np.empty(resamples) for k in point}
     for b in range(resamples):
-        est = statistic(rng.integers(0, n, n))
+        est = statistic(resampler.draw(rng))
         for k in point:
             draws[k][b] = est[k]
     alpha = (1 - level) / 2 * 100
@@ -50,18 +93,17 @@ def bootstrap(
 
 
 def paired_difference(
-    statistic_a: Statistic, statistic_b: Statistic, n: int, *, resamples: int = DEFAULT_RESAMPLES,
-    level: float = DEFAULT_LEVEL, random_state: int = 0,
+    statistic_a: Statistic, statistic_b: Statistic, n: int, *, groups: Sequence[Any] | np.ndarray | None = None,
+    resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, random_state: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """Paired bootstrap of ``a - b`` on the same samples, with a two-sided p-value.
-
-    The p-value is twice the smaller bootstrap tail mass on either side of zero (capped at 1).
-    """
+    """Paired bootstrap of ``a - b`` on the same samples (whole ``groups`` resampled), with a
+    two-sided p-value: twice the smaller bootstrap tail mass on either side of zero (capped at 1)."""
+    resampler = Resampler(n, groups)
     point_a, point_b = statistic_a(np.arange(n)), statistic_b(np.arange(n))
     rng = np.random.default_rng(random_state)
     diffs = {k: np.empty(resamples) for k in point_a}
     for b in range(resamples):
-        idx = rng.integers(0, n, n)
+        idx = resampler.draw(rng)
         ea, eb = statistic_a(idx), statistic_b(idx)
         for k in point_a:
             diffs[k][b] = ea[k] - eb[k]

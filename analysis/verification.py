@@ -19,7 +19,10 @@ import pandas as pd
 from lvsal_data.io import atomic_write_text
 from lvsal_data.store import open_traces
 
-from .metrics import CHAIR_METRICS, POPE_METRICS, CaptionResult, YesNoResult, chair, chair_arrays, chair_statistic, pope, pope_arrays, pope_statistic
+from lvsal_data.yesno import REFERENCE
+
+from .metrics import (CHAIR_METRICS, POPE_METRICS, caption_results, chair, chair_arrays, chair_statistic, image_groups,
+                      pope, pope_arrays, pope_statistic, yesno_results)
 from .stats import paired_difference
 
 LOWER_IS_BETTER = {"chair_s", "chair_i"}
@@ -32,32 +35,30 @@ def samples_by_decoding(folders: dict[str, Path]) -> dict[str, pd.DataFrame]:
     return {name: t.loc[common].reset_index() for name, t in tables.items()}
 
 
-def _captions(df: pd.DataFrame) -> list[CaptionResult]:
-    return [CaptionResult(list(r.mentions), list(r.objects), int(r.n_tokens)) for r in df.itertuples()]
-
-
-def _answers(df: pd.DataFrame) -> list[YesNoResult]:
-    return [YesNoResult(r.predicted, r.expected, r.split) for r in df.itertuples()]
-
-
 def compare(tables: dict[str, pd.DataFrame], baseline: str = "greedy", resamples: int = 1000,
-            random_state: int = 0) -> dict[str, Any]:
-    """metrics.json's content: decoding -> metric -> {value, ci_low, ci_high}, n; and vs_greedy."""
+            random_state: int = 0, pope_rule: str = REFERENCE) -> dict[str, Any]:
+    """metrics.json's content: decoding -> metric -> {value, ci_low, ci_high}, n; and vs_greedy.
+
+    Every bootstrap resamples images; the paired one resamples the same images for a fix and
+    its baseline (the tables hold the same samples in the same order)."""
     out: dict[str, Any] = {}
     stats = {}
     for name, df in tables.items():
         caps, yn = df[df["task"] == "caption"], df[df["task"] == "yesno"]
         entry: dict[str, Any] = {"n": int(len(df))}
         if len(caps):
-            entry.update({k: v for k, v in chair(_captions(caps), resamples=resamples, random_state=random_state).items()
+            results = caption_results(caps)
+            entry.update({k: v for k, v in chair(results, resamples=resamples, random_state=random_state).items()
                           if k in CHAIR_METRICS})
-            stats.setdefault(name, {})["caption"] = (chair_statistic(chair_arrays(_captions(caps))), len(caps))
+            stats.setdefault(name, {})["caption"] = (chair_statistic(chair_arrays(results)), image_groups(results))
         if len(yn):
-            p = pope(_answers(yn), resamples=resamples, random_state=random_state)
+            answers = yesno_results(yn)
+            p = pope(answers, rule=pope_rule, resamples=resamples, random_state=random_state)
             entry.update({k: v for k, v in p.items() if k in POPE_METRICS})
+            entry.update({k: p[k] for k in ("n_unparsed", "n_images", "rule")})
             if "by_split" in p:
                 entry["pope_by_split"] = p["by_split"]
-            stats.setdefault(name, {})["yesno"] = (pope_statistic(pope_arrays(_answers(yn))), len(yn))
+            stats.setdefault(name, {})["yesno"] = (pope_statistic(pope_arrays(answers, pope_rule)), image_groups(answers))
         rates = df["sgrs_rejection_rate"].dropna()
         if len(rates):
             entry["sgrs_rejection_rate"] = float(rates.mean())
@@ -69,9 +70,11 @@ def compare(tables: dict[str, pd.DataFrame], baseline: str = "greedy", resamples
             if name == baseline:
                 continue
             diff: dict[str, Any] = {}
-            for task, (stat, n) in stats[name].items():
+            for task, (stat, groups) in stats[name].items():
                 base_stat, _ = stats[baseline][task]
-                diff.update(paired_difference(stat, base_stat, n, resamples=resamples, random_state=random_state))
+                n = len(tables[name][tables[name]["task"] == task])
+                diff.update(paired_difference(stat, base_stat, n, groups=groups, resamples=resamples,
+                                              random_state=random_state))
             out["vs_greedy"][name] = diff
     return out
 

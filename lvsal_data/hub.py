@@ -33,17 +33,16 @@ def _fmt(e: dict[str, float], pct: bool) -> str:
 
 def headline_metrics(traces: Traces) -> dict[str, Any]:
     """CHAIR (captions) and POPE (yes/no) of the dataset's samples table, with CIs."""
-    from analysis.metrics import CaptionResult, YesNoResult, chair, pope
+    from analysis.metrics import caption_results, chair, pope, yesno_results
 
     df = traces.pandas("samples")
     out: dict[str, Any] = {}
     caps = df[df["task"] == "caption"]
     if len(caps):
-        out["chair"] = chair([CaptionResult(list(r.mentions), list(r.objects), int(r.n_tokens))
-                              for r in caps.itertuples()])
+        out["chair"] = chair(caption_results(caps))
     yn = df[df["task"] == "yesno"]
     if len(yn):
-        out["pope"] = pope([YesNoResult(r.predicted, r.expected, r.split) for r in yn.itertuples()])
+        out["pope"] = pope(yesno_results(yn))
     return out
 
 

@@ -8,11 +8,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .labels import TokenLabel, find_mentions, label_tokens, label_yes_no, parse_yes_no
+from .labels import TokenLabel, find_mentions, label_tokens
 from .models import Spans
 from .schema import SEGMENTS
 from .sources import Sample
 from .tracing import Trace
+from .yesno import STRICT, label_yes_no, parse_yes_no
 
 _WORDS = re.compile(r"\S+")
 
@@ -110,6 +111,7 @@ def build_rows(
         "chair_s": bool(hallucinated) if sample.task == "caption" else None,
         "n_mentions": len(mentions), "n_hallucinated_mentions": sum(m not in truth for m in mentions),
         "expected": sample.expected, "predicted": parse_yes_no(text) if sample.task == "yesno" else None,
+        "predicted_strict": parse_yes_no(text, STRICT) if sample.task == "yesno" else None,
         "question_object": sample.question_object,
         "span_system": list(spans.system), "span_image": list(spans.image),
         "span_instruction": list(spans.instruction),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SEGMENTS = ("system", "image", "instruction", "output")
 
 _f32 = pa.float32()
@@ -76,7 +76,8 @@ SAMPLES = pa.schema(
         pa.field("n_mentions", pa.int32()),
         pa.field("n_hallucinated_mentions", pa.int32()),
         pa.field("expected", pa.string()),  # POPE: yes | no
-        pa.field("predicted", pa.string()),  # POPE: yes | no | null (unparseable)
+        pa.field("predicted", pa.string()),  # POPE: yes | no, read by POPE's own rule (lvsal_data.yesno)
+        pa.field("predicted_strict", pa.string()),  # POPE: yes | no | null, the answer's first word only
         pa.field("question_object", pa.string()),
         pa.field("span_system", pa.list_(pa.int32())),  # [start, end) columns
         pa.field("span_image", pa.list_(pa.int32())),

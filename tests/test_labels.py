@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lvsal_data import find_mentions
-from lvsal_data.labels import label_tokens, label_yes_no, parse_yes_no
+from lvsal_data.labels import label_tokens
 from lvsal_data.vocab import COCO_CATEGORIES, SYNONYMS, pluralize, surface_forms
 
 # (text, expected mentions in order as (surface word, category)).
@@ -150,12 +150,3 @@ def test_token_labels_follow_mentions(make) -> None:
         assert [labels[k].mention_start for k in ks] == [True] + [False] * (len(ks) - 1)
         assert {labels[k].label for k in ks} == {"correct" if cat == "dog" else "hallucinated"}
     assert all(lab.label == "none" for lab in labels if lab.object is None)
-
-
-def test_yes_no_labels() -> None:
-    offsets = [(0, 4), (4, 5)]
-    assert label_yes_no(offsets, " Yes.", "no", "dog")[0].label == "hallucinated"
-    assert label_yes_no(offsets, " Yes.", "yes", "dog")[0].label == "correct"
-    assert label_yes_no(offsets, " No.", "yes", "dog")[0].label == "none"  # a miss, not a hallucination
-    assert label_yes_no(offsets, " Yes.", "no", "dog")[1].label == "none"
-    assert parse_yes_no(" Maybe") is None and parse_yes_no("no, there is not") == "no"

@@ -31,19 +31,48 @@ def test_chair_by_hand() -> None:
 
 
 def test_pope_by_hand() -> None:
-    rs = [YesNoResult("yes", "yes", "random"), YesNoResult("yes", "no", "random"),
-          YesNoResult("no", "no", "random"), YesNoResult(None, "yes", "adversarial"),
-          YesNoResult("yes", "yes", "adversarial")]
+    rs = [YesNoResult("Yes.", "yes", "random"), YesNoResult("yes", "no", "random"),
+          YesNoResult("No, there is none.", "no", "random"), YesNoResult("NO.", "yes", "adversarial"),
+          YesNoResult("Yes, there is one.", "yes", "adversarial")]
     m = pope(rs, resamples=200)
-    # overall: tp=2, fp=1, fn=1 (the unparsed answer counts as "no"), tn=1
-    assert m["pope_accuracy"]["value"] == pytest.approx(3 / 5)
-    assert m["pope_precision"]["value"] == pytest.approx(2 / 3)
-    assert m["pope_recall"]["value"] == pytest.approx(2 / 3)
-    assert m["pope_f1"]["value"] == pytest.approx(2 / 3)
-    assert m["pope_yes_ratio"]["value"] == pytest.approx(3 / 5)
-    assert m["n"] == 5 and m["n_unparsed"] == 1
+    # POPE's rule reads "NO." as yes: tp=3, fp=1, fn=0, tn=1
+    assert m["pope_accuracy"]["value"] == pytest.approx(4 / 5)
+    assert m["pope_precision"]["value"] == pytest.approx(3 / 4)
+    assert m["pope_recall"]["value"] == pytest.approx(1.0)
+    assert m["pope_f1"]["value"] == pytest.approx(2 * 0.75 / 1.75)
+    assert m["pope_yes_ratio"]["value"] == pytest.approx(4 / 5)
+    assert m["n"] == 5 and m["n_unparsed"] == 0 and m["rule"] == "reference"
     assert m["by_split"]["random"]["pope_accuracy"]["value"] == pytest.approx(2 / 3)
     assert m["by_split"]["adversarial"]["n"] == 2
+    # the strict first-word reading: "NO." is a no, nothing unparsed here either
+    strict = pope(rs, rule="strict", resamples=50)
+    assert strict["pope_accuracy"]["value"] == pytest.approx(3 / 5) and strict["rule"] == "strict"
+    # an answer the strict reading cannot parse is counted (and, under strict, scored as "no")
+    odd = pope([*rs, YesNoResult("There is a cat.", "yes", "random")], rule="strict", resamples=50)
+    assert odd["n_unparsed"] == 1 and odd["pope_yes_ratio"]["value"] == pytest.approx(3 / 6)
+
+
+def test_pope_bootstrap_resamples_images_not_questions() -> None:
+    """Six questions on each of four images: the answers of one image are all right or all
+    wrong, so the image, not the question, is the independent unit. An interval from resampled
+    questions pretends to 24 independent answers and comes out too narrow."""
+    rs = [YesNoResult("yes" if img % 2 else "no", "yes", None, str(img)) for img in range(4) for _ in range(6)]
+    by_image = pope(rs, resamples=400)["pope_accuracy"]
+    by_question = pope([YesNoResult(r.answer, r.expected) for r in rs], resamples=400)["pope_accuracy"]
+    assert by_image["value"] == by_question["value"] == 0.5
+    assert by_image["ci_high"] - by_image["ci_low"] > 1.5 * (by_question["ci_high"] - by_question["ci_low"])
+    assert pope(rs, resamples=10)["n_images"] == 4
+
+
+def test_chair_length_leaves_out_the_end_of_sequence_token() -> None:
+    import pandas as pd
+
+    from analysis.metrics import caption_results
+
+    samples = pd.DataFrame({"mentions": [["dog"], []], "objects": [["dog"], ["cat"]], "n_tokens": [10, 8],
+                            "stopped_by_eos": [True, False], "image_id": ["1", "2"]})
+    assert [r.length for r in caption_results(samples)] == [9, 8]
+    assert chair(caption_results(samples), resamples=10)["length"]["value"] == pytest.approx(8.5)
 
 
 def test_intervals_shrink_with_more_samples() -> None:

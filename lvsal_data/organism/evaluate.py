@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..io import atomic_write_text
-from ..labels import find_mentions, parse_yes_no
+from ..labels import find_mentions
 from ..models import LVLM, load_lvlm
 from ..sources import Sample, open_source
 from . import weights_dir
@@ -43,7 +43,7 @@ def generate_batch(lvlm: LVLM, samples: Sequence[Sample], max_new_tokens: int) -
     new = out[:, batch["input_ids"].shape[1]:]
     results = []
     for row in new.tolist():
-        ids = row[: row.index(tok.eos_token_id) + 1] if tok.eos_token_id in row else row
+        ids = row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row  # the EOS is no caption token
         ids = [i for i in ids if i != tok.pad_token_id]
         results.append((tok.decode(ids, skip_special_tokens=True), len(ids)))
     return results
@@ -60,7 +60,7 @@ def evaluate(lvlm: LVLM, n: int = 200, batch_size: int = 16, seed: int = 0) -> d
         chunk = captions[i : i + batch_size]
         for s, (text, length) in zip(chunk, generate_batch(lvlm, chunk, CAPTION_TOKENS)):
             mentions = [m.category for m in find_mentions(text)]
-            results.append(CaptionResult(mentions, s.objects, length))
+            results.append(CaptionResult(mentions, s.objects, length, s.image_id))
             for m in mentions:
                 if m not in s.objects:
                     hallucinated += 1
@@ -76,7 +76,7 @@ def evaluate(lvlm: LVLM, n: int = 200, batch_size: int = 16, seed: int = 0) -> d
         for i in tqdm(range(0, len(qs), batch_size * 2), desc=f"POPE {kind}", unit="batch"):
             chunk = qs[i : i + batch_size * 2]
             for s, (text, _) in zip(chunk, generate_batch(lvlm, chunk, ANSWER_TOKENS)):
-                answers.append(YesNoResult(parse_yes_no(text), s.expected, s.split))
+                answers.append(YesNoResult(text, s.expected, s.split, s.image_id))
     report["pope"] = pope(answers, random_state=seed)
     report["examples"] = examples
     report["protocol"] = {"scenes": n, "split": "test", "seed": seed, "decoding": "greedy",
