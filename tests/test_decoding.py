@@ -161,10 +161,12 @@ def _attention_at_step(tiny: TinyLVLM, n_answer: int, params: LocoREParams | Non
 
 
 def test_recent_answer_mask() -> None:
-    m = recent_answer_mask(q_len=3, k_len=10, answer_start=5, window=2, device=torch.device("cpu"))
-    # queries at 7, 8, 9
-    assert m[0].nonzero().flatten().tolist() == [5, 6, 7]
-    assert m[2].nonzero().flatten().tolist() == [7, 8, 9]
+    m = recent_answer_mask(q_len=4, k_len=10, answer_start=5, window=2, device=torch.device("cpu"))
+    # queries at 6, 7, 8, 9 boost their w_s = 2 answer predecessors, never their own key (Eq. 8)
+    assert m[0].nonzero().flatten().tolist() == [5]
+    assert m[1].nonzero().flatten().tolist() == [5, 6]
+    assert m[3].nonzero().flatten().tolist() == [7, 8]
+    assert not recent_answer_mask(1, 6, 5, 2, torch.device("cpu")).any()  # the first answer token has no predecessor
     assert not recent_answer_mask(1, 5, 5, 2, torch.device("cpu")).any()  # a prompt query boosts nothing
 
 
@@ -177,8 +179,8 @@ def test_locore_changes_exactly_the_specified_entries(model_under_test: TinyLVLM
     boosted, _, _ = _attention_at_step(tiny, 5, params)
     q = spans.answer_start + 4
     hit = torch.zeros(q + 1, dtype=torch.bool)
-    hit[max(spans.answer_start, q - window): q + 1] = True
-    assert int(hit.sum()) == window + 1
+    hit[max(spans.answer_start, q - window): q] = True  # the query's w_s predecessors, not its own key
+    assert int(hit.sum()) == window
     torch.testing.assert_close(boosted[0], base[0], rtol=0, atol=0)  # layer 0 is not boosted, and its input is the same
     ratio = boosted[1] / base[1]  # (heads, keys)
     if renormalize:

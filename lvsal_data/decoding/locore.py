@@ -1,8 +1,9 @@
 """LocoRE: local coherence reinforcement (paper Eqs. 8-10) as a registered attention function.
 
 After the token at position P is accepted, the query at P (which predicts P + 1) attends more to
-the most recent answer tokens: keys j with answer_start <= j <= P and P - j <= w_s get their
-weight multiplied by gamma = 1 + beta, in every head of the chosen layers. By default this adds
+the most recent answer tokens: keys j with answer_start <= j < P and P - j <= w_s (the w_s
+answer tokens before P, not P's own key; Eq. 8) get their weight multiplied by gamma = 1 + beta,
+in every head of the chosen layers. By default this adds
 log(1 + beta) to those pre-softmax scores (identical to multiplying the post-softmax weights and
 renormalising); ``renormalize=False`` is the literal Eq. 9 (multiply after the softmax, no
 renormalisation). It never reaches into the prompt (so never into the image).
@@ -54,10 +55,10 @@ _ACTIVE: dict[int, tuple[LocoREParams, int]] = {}  # id(text config) -> (params,
 
 def recent_answer_mask(q_len: int, k_len: int, answer_start: int, window: int, device: torch.device) -> torch.Tensor:
     """``(q_len, k_len)`` bool: query P (absolute k_len - q_len + row) boosts key j iff
-    answer_start <= j <= P and P - j <= window."""
+    answer_start <= j < P and P - j <= window (Eq. 8: P's predecessors, not P itself)."""
     p = torch.arange(k_len - q_len, k_len, device=device)[:, None]
     j = torch.arange(k_len, device=device)[None, :]
-    return (j >= answer_start) & (j <= p) & (p - j <= window)
+    return (j >= answer_start) & (j < p) & (p - j <= window)
 
 
 def locore_attention_forward(
@@ -76,7 +77,8 @@ def locore_attention_forward(
         q_len, k_len = query.shape[-2], key.shape[-2]
         if (params.layers is None or module.layer_idx in params.layers) and answer_start < k_len:
             if q_len == 1:  # a decoding step: the boosted keys are one contiguous slice (no mask to build)
-                boost = slice(max(answer_start, k_len - 1 - params.window), k_len)
+                query_at = k_len - 1
+                boost = slice(max(answer_start, query_at - params.window), query_at)
             else:
                 boost = recent_answer_mask(q_len, k_len, answer_start, params.window, query.device)
             if params.renormalize:
