@@ -18,7 +18,7 @@ import pytest
 
 from lvsal_data.collect import CollectConfig, collect
 from lvsal_data.hub import repo_folder
-from lvsal_data.schema import SAMPLES, TOKENS, tokens_schema
+from lvsal_data.schema import SAMPLES, SCHEMA_VERSION, TOKENS, tokens_schema
 from lvsal_data.store import StoreError, open_traces
 
 DATA = "synthetic:split=test,n=6"
@@ -82,7 +82,7 @@ def test_schema_round_trip(reference: Path) -> None:
     for r in tokens[tokens.mention_start].itertuples():
         assert r.label == ("correct" if r.object in objects[r.sample_id] else "hallucinated")
     m = t.manifest
-    assert m["schema_version"] == "1.0" and m["versions"]["transformers"] and m["source"]["name"] == "synthetic"
+    assert m["schema_version"] == SCHEMA_VERSION and m["versions"]["transformers"] and m["source"]["name"] == "synthetic"
     assert all(len(e["sha256"]) == 64 for e in m["shards"]["tokens"])
 
 

@@ -55,8 +55,7 @@ def _naive_sgrs(model, inputs, spans, target, *, alpha, k=5, tries=3, window=5, 
         if "mm_token_type_ids" in inputs:
             full["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros(1, len(context), dtype=torch.int, device=device)], 1)
         with torch.no_grad():
-            probs = torch.softmax(model(**full).logits[0, -1].float(), -1)
-        top_p, top_ids = probs.topk(k)
+            top_logits, top_ids = model(**full).logits[0, -1].float().topk(k)
         cands = top_ids.tolist()
         scores = _naive_scores(model, inputs, spans, context, cands, target)
         tau = alpha * sum(history[-window:]) / len(history[-window:]) if history else 0.0
@@ -65,8 +64,8 @@ def _naive_sgrs(model, inputs, spans, target, *, alpha, k=5, tries=3, window=5, 
             if deterministic:
                 i = left[0]
             else:
-                w = top_p.double()[left]
-                i = left[int(torch.multinomial(w / w.sum(), 1, generator=gen))]
+                w = torch.softmax(top_logits.double()[left], 0)  # top-K renormalised over the untried
+                i = left[int(torch.multinomial(w, 1, generator=gen))]
             left.remove(i)
             if scores[i] >= tau:
                 chosen = i
@@ -120,9 +119,8 @@ def test_sgrs_alpha_zero_is_the_base_decoding(model_under_test: TinyLVLM) -> Non
     engine = SaliencyEngine(tiny.model, layers=[0])
     step = engine.start(inputs)
     for _ in range(STEPS):
-        p, ids = torch.softmax(step.logits, -1).topk(5)
-        w = p.double()
-        token = int(ids[int(torch.multinomial(w / w.sum(), 1, generator=gen))])
+        logits, ids = step.logits.topk(5)
+        token = int(ids[int(torch.multinomial(torch.softmax(logits.double(), 0), 1, generator=gen))])
         ref.append(token)
         step = engine.step(token)
     assert sampled.token_ids == ref
@@ -140,6 +138,25 @@ def test_fallback_history_flag(tiny_models) -> None:
     # paper: a fallback never enters the history, so tau stays at alpha x the first accepted score
     assert len({round(t.record["tau"], 9) for t in no_hist.tokens[1:]}) == 1
     assert len({round(t.record["tau"], 9) for t in hist.tokens[1:]}) > 1
+
+
+def test_sgrs_sampling_survives_a_rejected_certain_top1(tiny_models) -> None:
+    """Regression: when the top-1 probability rounds to 1.0 in float32, the other candidates'
+    probabilities are exactly 0; rejecting the top-1 left multinomial all-zero (NaN) weights."""
+    from lvsal_data.decoding import Context
+
+    tiny = tiny_models["llava"]
+    inputs, spans = tiny.inputs(n_answer=0)
+    step = SaliencyEngine(tiny.model).start(inputs)
+    step.logits = torch.full_like(step.logits, -50.0)
+    step.logits[:5] = torch.tensor([200.0, 0.0, -1.0, -2.0, -3.0])
+    assert float(torch.softmax(step.logits, -1)[1]) == 0.0  # the float32 probabilities really vanish
+    sgrs = SGRS(alpha=1.0)
+    sgrs.reset(Context(spans=spans, target=[1, 2], generator=torch.Generator().manual_seed(0)))
+    sgrs.history.append(1e9)  # every candidate is rejected: three draws, then the fallback
+    choice = sgrs.choose(step)
+    assert choice.record == {"tries": 3, "rejected": 3, "fallback": True, "tau": pytest.approx(1e9)}
+    assert choice.token in range(5)
 
 
 def test_sgrs_bad_parameters() -> None:

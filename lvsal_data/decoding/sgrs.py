@@ -3,9 +3,11 @@
 At each step: take the top-K candidates; score all K with the paper's Eq. 6 saliency from one
 forward and one batched backward (they share the step's graph, only the loss differs); set
 tau = alpha x mean(saliency of the last W accepted tokens) (0 with no history); try up to R
-candidates, drawn from the renormalised top-K probabilities (or in probability order in
-deterministic mode), and accept the first whose saliency >= tau; if none passes, take the top-K
-candidate with the highest saliency (the fallback).
+candidates, drawn from the top-K probabilities renormalised over the untried ones (a softmax of
+their logits in float64, so a rejected top-1 whose probability rounds to 1.0 leaves valid weights;
+probability order if the mass still vanishes), or in probability order in deterministic mode,
+and accept the first whose saliency >= tau; if none passes, take the top-K candidate with the
+highest saliency (the fallback).
 
 Unlike the public release, the score is read on the row that emits the candidate's logits (the
 release read the candidate's own row, whose gradient is exactly zero, so every candidate scored 0
@@ -57,20 +59,15 @@ class SGRS(Decoder):
         return self.alpha * sum(self.history) / len(self.history) if self.history else 0.0
 
     def choose(self, step: Step) -> Choice:
-        probs = torch.softmax(step.logits, dim=-1)
-        top_p, top_ids = probs.topk(min(self.k, probs.numel()))  # probability order
+        top_logits, top_ids = step.logits.topk(min(self.k, step.logits.numel()))  # probability order
         rows = step.saliency(top_ids)  # (K, layers, q + 1): one batched backward
         scores = eq6_score(rows, self.context.spans, self.context.target).tolist()
         tau = self.threshold()
         untried = list(range(len(top_ids)))
-        weights = top_p.cpu().double()
+        logits = top_logits.cpu().double()
         accepted, tried = None, 0
         while untried and tried < self.tries:
-            if self.deterministic:
-                pick = untried[0]
-            else:
-                w = weights[untried]
-                pick = untried[int(torch.multinomial(w / w.sum(), 1, generator=self.generator))]
+            pick = untried[0] if self.deterministic else self._draw(logits, untried)
             untried.remove(pick)
             tried += 1
             if scores[pick] >= tau:
@@ -83,6 +80,13 @@ class SGRS(Decoder):
             self.history.append(scores[accepted])
         record = {"tries": tried, "rejected": tried - (0 if fallback else 1), "fallback": fallback, "tau": tau}
         return Choice(int(top_ids[accepted]), rows[accepted], record)
+
+    def _draw(self, logits: torch.Tensor, untried: list[int]) -> int:
+        """One candidate drawn from the top-K probabilities renormalised over ``untried``."""
+        weights = torch.softmax(logits[untried], dim=0)  # float64: exp(l - max), the max's weight is 1
+        if not torch.isfinite(weights).all() or float(weights.sum()) <= 0:
+            return untried[0]  # no usable mass: probability order
+        return untried[int(torch.multinomial(weights, 1, generator=self.generator))]
 
     def params(self) -> dict[str, Any]:
         return {"k": self.k, "tries": self.tries, "alpha": self.alpha, "window": self.window,
