@@ -102,13 +102,16 @@ class Spans:
         return {"system": list(self.system), "image": list(self.image), "instruction": list(self.instruction)}
 
 
-def find_spans(input_ids: torch.Tensor, config: Any, answer_start: int | None = None) -> Spans:
+def find_spans(input_ids: torch.Tensor, config: Any, answer_start: int | None = None,
+               attention_mask: torch.Tensor | None = None) -> Spans:
     """Segment a prompt from its real token layout.
 
     Args:
         input_ids: ``(1, seq)`` or ``(seq,)`` token ids of the prompt (and optionally the answer).
         config: The model config (gives the image token id and its markers).
         answer_start: Index of the first answer token; defaults to ``seq`` (prompt only).
+        attention_mask: The prompt's mask; left padding is no segment's (the system segment
+            starts after it).
 
     Returns:
         The :class:`Spans`; the image span runs from the first to the last image
@@ -137,7 +140,10 @@ def find_spans(input_ids: torch.Tensor, config: Any, answer_start: int | None = 
             f"answer_start={answer_start} must lie after the image (ends at {end}) and within the "
             f"sequence (length {seq})"
         )
-    return Spans(system=(0, start), image=(start, end), instruction=(end, answer_start))
+    pad = 0 if attention_mask is None else int(attention_mask.reshape(-1).ne(0).long().argmax())
+    if pad > start:
+        raise InputError(f"the attention mask hides the image (left padding of {pad} tokens, image at {start})")
+    return Spans(system=(pad, start), image=(start, end), instruction=(end, answer_start))
 
 
 @dataclass

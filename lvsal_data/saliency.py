@@ -161,8 +161,33 @@ def _live_cache(cache: Any, handed: list[Tensor]) -> bool:
     return True
 
 
+#: Inputs with one entry per token, ``(batch, seq)``: the prefill takes their prompt part. Every
+#: other input (pixel values, image grids, ...) is per image and passes whole, whatever its shape.
+PER_TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "moe_mm_token_type_ids")
+
+
+def left_padding(mask: Tensor) -> Tensor:
+    """``(batch,)`` number of leading zeros of each row of a 2-D attention mask.
+
+    Raises:
+        InputError: A row has a zero after a one (right or inner padding): generation, and so
+            tracing, appends new tokens on the right and needs padding on the left.
+    """
+    ones = mask.ne(0)
+    pad = (~ones).long().cumprod(dim=-1).sum(dim=-1)
+    if bool((ones.sum(dim=-1) + pad != mask.shape[-1]).any()):
+        raise InputError("the attention mask must be left-padded (zeros, then ones); pad prompts on the left "
+                         "(tokenizer.padding_side = 'left')")
+    return pad
+
+
 class SaliencyEngine:
     """Incremental saliency for one sequence: prefill once, then one token per step.
+
+    The attention mask and the position ids travel with every step exactly as ``generate()``
+    carries them (the positions come from the model's own ``_prepare_position_ids_for_generation``,
+    so left padding and multimodal RoPE give generate()'s positions), so a left-padded prompt
+    traces to the same rows as the unpadded one.
 
     Args:
         model: An HF LVLM loaded with eager attention.
@@ -191,6 +216,10 @@ class SaliencyEngine:
             raise InputError(f"layers {bad or self.layers} out of range for a model with {n} layers")
         self._cache: Any = None
         self._cache_kw = cache_keyword(model)
+        self._takes_positions = "position_ids" in inspect.signature(model.forward).parameters
+        self._mask: Tensor | None = None  # (batch, keys so far) attention mask
+        self._positions: Tensor | None = None  # (..., batch, n) position ids of the tokens fed so far (n >= 1)
+        self._next_positions: Tensor | None = None  # the next step's position ids, when the prompt fixes them
         self._position = -1
 
     @property
@@ -198,11 +227,23 @@ class SaliencyEngine:
         """Absolute position of the last token fed (the current query row)."""
         return self._position
 
+    def _prompt_positions(self, inputs: Mapping[str, Any], mask: Tensor) -> Tensor | None:
+        """generate()'s position ids of the whole prompt (None: the model takes none)."""
+        if not self._takes_positions:
+            return None
+        if inputs.get("position_ids") is not None:
+            return inputs["position_ids"]
+        kwargs = {k: v for k, v in inputs.items() if k != "input_ids"}
+        kwargs["attention_mask"] = mask
+        return self.model._prepare_position_ids_for_generation(inputs["input_ids"], kwargs)
+
     @torch.no_grad()
     def _prefill(self, inputs: Mapping[str, Any], length: int) -> None:
-        seq = inputs["input_ids"].shape[-1]
-        prefix = {k: (v[:, :length] if torch.is_tensor(v) and v.dim() == 2 and v.shape[-1] == seq else v)
-                  for k, v in inputs.items()}
+        prefix = {k: (v[:, :length] if k in PER_TOKEN_INPUTS and torch.is_tensor(v) else v)
+                  for k, v in inputs.items() if k != "position_ids"}
+        prefix["attention_mask"] = self._mask[:, :length]
+        if self._positions is not None:
+            prefix["position_ids"] = self._positions[..., :length]
         out = self.model(**prefix, use_cache=True)
         self._cache = returned_cache(out)
         self._position = length - 1
@@ -213,7 +254,8 @@ class SaliencyEngine:
         """Prefill ``inputs[:context_len - 1]`` and step its last token with gradients on.
 
         Args:
-            inputs: Model inputs of batch 1 (prompt, optionally followed by more tokens).
+            inputs: Model inputs of batch 1 (prompt, optionally followed by more tokens); an
+                attention mask, if given, may pad the prompt on the left.
             context_len: How many leading tokens are context (default: all of ``input_ids``).
 
         Returns:
@@ -223,16 +265,26 @@ class SaliencyEngine:
         if ids.dim() != 2 or ids.shape[0] != 1:
             raise InputError(f"expected input_ids of shape (1, seq), got {tuple(ids.shape)}")
         context_len = ids.shape[1] if context_len is None else int(context_len)
-        if not 2 <= context_len <= ids.shape[1]:
-            raise InputError(f"context_len={context_len} must be in [2, {ids.shape[1]}]")
-        self._prefill(inputs, context_len - 1)
-        step = self.step(int(ids[0, context_len - 1]))
-        if self.fast and not self._live_used:
+        mask = inputs.get("attention_mask")
+        mask = torch.ones_like(ids) if mask is None else mask.to(ids.device).long()
+        if mask.shape != ids.shape:
+            raise InputError(f"attention_mask of shape {tuple(mask.shape)} does not match input_ids {tuple(ids.shape)}")
+        pad = int(left_padding(mask)[0])
+        if not pad + 2 <= context_len <= ids.shape[1]:
+            raise InputError(f"context_len={context_len} must be in [{pad + 2}, {ids.shape[1]}] "
+                             f"(the prompt holds {pad} padding tokens)")
+        positions = self._prompt_positions(inputs, mask)
+        for attempt in range(2):
+            self._mask, self._positions = mask[:, :context_len], positions
+            self._prefill(inputs, context_len - 1)
+            if positions is not None:  # the last context token's position is the prompt's, not "last plus one"
+                self._next_positions = positions[..., context_len - 1 : context_len]
+            step = self.step(int(ids[0, context_len - 1]))
+            if not self.fast or self._live_used:
+                return step
             # the model's attention did not take the live rows (its own code between the cache and
             # the attention function): redo the step on the plain path, which needs nothing of it
             self.fast = False
-            self._prefill(inputs, context_len - 1)
-            step = self.step(int(ids[0, context_len - 1]))
         return step
 
     def step(self, token_id: int) -> Step:
@@ -242,6 +294,16 @@ class SaliencyEngine:
         model = self.model
         device = model.get_input_embeddings().weight.device
         ids = torch.tensor([[int(token_id)]], device=device)
+        keys = self._position + 2  # the cached past plus this token
+        if self._mask.shape[-1] < keys:
+            self._mask = torch.cat([self._mask, self._mask.new_ones(self._mask.shape[0], keys - self._mask.shape[-1])], -1)
+        kwargs: dict[str, Any] = {"attention_mask": self._mask[:, :keys]}
+        if self._positions is not None:
+            if self._next_positions is not None:
+                self._positions, self._next_positions = self._next_positions, None
+            else:
+                self._positions = self._positions[..., -1:] + 1  # generate()'s rule: the last position plus one
+            kwargs["position_ids"] = self._positions
         config = model.config.get_text_config()
         swap = self.fast and config._attn_implementation == "eager"
         if swap:
@@ -250,7 +312,8 @@ class SaliencyEngine:
         try:
             with torch.enable_grad():
                 embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
-                out = model(inputs_embeds=embeds, use_cache=True, output_attentions=True, **{self._cache_kw: self._cache})
+                out = model(inputs_embeds=embeds, use_cache=True, output_attentions=True,
+                            **{self._cache_kw: self._cache}, **kwargs)
             self._live_used = all(attention.was_used(v) for v in self._handed)
         finally:
             if swap:

@@ -32,16 +32,19 @@ class TinyLVLM:
         return int(getattr(cfg, "image_token_id", None) or cfg.image_token_index)
 
     def inputs(
-        self, n_system: int = 4, n_instruction: int = 5, n_answer: int = 6, seed: int = 0
+        self, n_system: int = 4, n_instruction: int = 5, n_answer: int = 6, seed: int = 0, pad: int = 0
     ) -> tuple[dict[str, torch.Tensor], Spans]:
-        """Random prompt + answer inputs and their spans (answer_start = spans.answer_start)."""
+        """Random prompt + answer inputs and their spans (answer_start = spans.answer_start);
+        ``pad`` left-pads them (pad token 0, attention mask 0) as a batch would."""
         gen = torch.Generator().manual_seed(seed)
         text = lambda n: torch.randint(3, VOCAB - 8, (n,), generator=gen)  # noqa: E731
         img = torch.full((self.n_image_tokens,), self.image_token_id)
-        ids = torch.cat([text(n_system), img, text(n_instruction), text(n_answer)])[None]
-        start, end = n_system, n_system + self.n_image_tokens
-        spans = Spans(system=(0, start), image=(start, end), instruction=(end, end + n_instruction))
-        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **self._pixels(gen)}
+        ids = torch.cat([torch.zeros(pad, dtype=torch.long), text(n_system), img, text(n_instruction), text(n_answer)])[None]
+        start, end = pad + n_system, pad + n_system + self.n_image_tokens
+        spans = Spans(system=(pad, start), image=(start, end), instruction=(end, end + n_instruction))
+        mask = torch.ones_like(ids)
+        mask[:, :pad] = 0
+        batch = {"input_ids": ids, "attention_mask": mask, **self._pixels(gen)}
         if self.family == "qwen2_vl":
             batch["mm_token_type_ids"] = (ids == self.image_token_id).int()
         dtype = next(self.model.parameters()).dtype

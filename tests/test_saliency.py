@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -244,3 +245,59 @@ def test_non_eager_attention_is_refused() -> None:
     model.config.get_text_config()._attn_implementation = "sdpa"
     with pytest.raises(UnsupportedModelError, match="eager"):
         SaliencyEngine(model)
+
+
+def test_left_padded_prompt_traces_like_the_unpadded_one(tiny: TinyLVLM) -> None:
+    """Regression: a left-padded prompt was accepted but its mask was not carried into the
+    traced steps (rows off by ~0.3). Padded rows, tokens and summaries equal the unpadded ones."""
+    from lvsal_data import find_spans, trace_generate
+
+    pad = 3
+    inputs, spans = tiny.inputs(n_answer=0)
+    padded, padded_spans = tiny.inputs(n_answer=0, pad=pad)
+    assert torch.equal(padded["input_ids"][:, pad:], inputs["input_ids"])
+    assert find_spans(padded["input_ids"], tiny.model.config, attention_mask=padded["attention_mask"]) == padded_spans
+    plain = trace_generate(tiny.model, inputs, spans, max_new_tokens=6, eos_token_ids=[], keep_rows=True)
+    shifted = trace_generate(tiny.model, padded, padded_spans, max_new_tokens=6, eos_token_ids=[], keep_rows=True)
+    assert shifted.token_ids == plain.token_ids
+    for a, b in zip(plain.tokens, shifted.tokens):
+        np.testing.assert_allclose(b.summary.sal, a.summary.sal, atol=TOL)
+        np.testing.assert_allclose(b.summary.att, a.summary.att, atol=TOL)
+        assert b.summary.saliency == pytest.approx(a.summary.saliency, abs=TOL)
+        np.testing.assert_array_equal(b.summary.lengths, a.summary.lengths)
+        np.testing.assert_allclose(b.row.astype(np.float32), a.row.astype(np.float32), atol=2e-3)
+    answer = torch.tensor([plain.token_ids])
+    full = {k: v for k, v in inputs.items()}
+    full_padded = {k: v for k, v in padded.items()}
+    for d in (full, full_padded):
+        d["input_ids"] = torch.cat([d["input_ids"], answer], 1)
+        d["attention_mask"] = torch.cat([d["attention_mask"], torch.ones_like(answer)], 1)
+        if "mm_token_type_ids" in d:
+            d["mm_token_type_ids"] = torch.cat([d["mm_token_type_ids"], torch.zeros_like(answer, dtype=torch.int)], 1)
+    rows = saliency_rows(tiny.model, full, spans.answer_start)
+    rows_padded = saliency_rows(tiny.model, full_padded, padded_spans.answer_start)
+    assert torch.all(rows_padded[..., :pad] == 0)  # masked keys carry no saliency
+    torch.testing.assert_close(rows_padded[..., pad:], rows, atol=TOL, rtol=0)
+
+
+def test_right_padding_is_refused(tiny_models: dict[str, TinyLVLM]) -> None:
+    tiny = tiny_models["llava"]
+    inputs, _ = tiny.inputs(n_answer=0)
+    inputs["attention_mask"] = inputs["attention_mask"].clone()
+    inputs["attention_mask"][0, -2] = 0
+    with pytest.raises(InputError, match="left-padded"):
+        SaliencyEngine(tiny.model).start(inputs)
+
+
+def test_qwen2_vl_prompt_as_long_as_a_patch_row(tiny_models: dict[str, TinyLVLM]) -> None:
+    """Regression: with a prompt of exactly 1176 tokens (= Qwen2-VL's patch dimension 3 * 2 * 14 * 14)
+    the prefill cut pixel_values too, taking them for a per-token input, and the run crashed."""
+    from lvsal_data import trace_generate
+
+    tiny = tiny_models["qwen2_vl"]
+    inputs, spans = tiny.inputs(n_instruction=1176 - 4 - tiny.n_image_tokens, n_answer=0)
+    assert inputs["input_ids"].shape[-1] == inputs["pixel_values"].shape[-1] == 1176
+    trace = trace_generate(tiny.model, inputs, spans, max_new_tokens=3, eos_token_ids=[])
+    unused = next(t for t in range(3, 90) if t not in trace.token_ids)
+    ref = tiny.model.generate(**inputs, max_new_tokens=3, do_sample=False, eos_token_id=unused)
+    assert trace.token_ids == ref[0, 1176:].tolist()
