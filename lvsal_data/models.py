@@ -29,13 +29,17 @@ class ArchInfo:
     Attributes:
         family: Human-readable family name.
         mrope: Whether positions are multimodal RoPE (3-D), computed by the model itself.
-        image_markers: Config attributes naming tokens that wrap the image run
-            (they are counted in the ``image`` segment when adjacent to it).
+        image_markers: Config attributes naming tokens that wrap the image run.
+        marker_tokens: Token strings that wrap or break up the image run (looked up in the
+            tokenizer). With the processor's own ``image_token_ids`` and ``image_markers``
+            they make the image segment: the run from the first to the last image token,
+            widened over adjacent markers.
     """
 
     family: str
     mrope: bool = False
     image_markers: tuple[str, ...] = ()
+    marker_tokens: tuple[str, ...] = ()
 
 
 #: model_type -> ArchInfo. Add a family here; no other module needs to change.
@@ -44,7 +48,7 @@ ARCHITECTURES: dict[str, ArchInfo] = {
     "llava_next": ArchInfo("LLaVA-NeXT"),
     "qwen2_vl": ArchInfo("Qwen2-VL", mrope=True, image_markers=("vision_start_token_id", "vision_end_token_id")),
     "qwen2_5_vl": ArchInfo("Qwen2.5-VL", mrope=True, image_markers=("vision_start_token_id", "vision_end_token_id")),
-    "internvl": ArchInfo("InternVL"),
+    "internvl": ArchInfo("InternVL", marker_tokens=("<img>", "</img>")),
 }
 
 
@@ -81,6 +85,22 @@ def num_text_layers(config: Any) -> int:
     return int(config.get_text_config().num_hidden_layers)
 
 
+def image_marker_ids(config: Any, processor: Any = None) -> frozenset[int]:
+    """Ids of the tokens that belong to the image segment besides the image placeholder: the
+    family's marker config attributes, the processor's ``image_token_ids`` (transformers lists
+    InternVL's ``<img>`` / ``</img>`` and Pixtral's break / end tokens there), and the family's
+    marker token strings as the tokenizer knows them."""
+    info = arch_info(config)
+    ids = {getattr(config, name, None) for name in info.image_markers}
+    if processor is not None:
+        ids.update(getattr(processor, "image_token_ids", None) or ())
+        tokenizer = getattr(processor, "tokenizer", processor)
+        vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+        ids.update(vocab.get(token) for token in info.marker_tokens)
+    ids.discard(None)
+    return frozenset(int(i) for i in ids) - {image_token_id(config)}
+
+
 @dataclass(frozen=True)
 class Spans:
     """Half-open column ranges ``[start, end)`` of a prompt's segments.
@@ -103,7 +123,7 @@ class Spans:
 
 
 def find_spans(input_ids: torch.Tensor, config: Any, answer_start: int | None = None,
-               attention_mask: torch.Tensor | None = None) -> Spans:
+               attention_mask: torch.Tensor | None = None, markers: frozenset[int] | None = None) -> Spans:
     """Segment a prompt from its real token layout.
 
     Args:
@@ -112,6 +132,8 @@ def find_spans(input_ids: torch.Tensor, config: Any, answer_start: int | None = 
         answer_start: Index of the first answer token; defaults to ``seq`` (prompt only).
         attention_mask: The prompt's mask; left padding is no segment's (the system segment
             starts after it).
+        markers: Ids of image marker tokens (default: :func:`image_marker_ids` of the config
+            alone; :class:`LVLM` passes the processor's too).
 
     Returns:
         The :class:`Spans`; the image span runs from the first to the last image
@@ -130,10 +152,10 @@ def find_spans(input_ids: torch.Tensor, config: Any, answer_start: int | None = 
     if positions.numel() == 0:
         raise InputError("the prompt holds no image token; build it with LVLM.prepare(image, prompt)")
     start, end = int(positions[0]), int(positions[-1]) + 1
-    markers = {getattr(config, m, None) for m in arch_info(config).image_markers} - {None}
-    if start > 0 and int(ids[start - 1]) in markers:
+    markers = image_marker_ids(config) if markers is None else markers
+    while start > 0 and int(ids[start - 1]) in markers:
         start -= 1
-    if end < seq and int(ids[end]) in markers:
+    while end < min(seq, answer_start) and int(ids[end]) in markers:
         end += 1
     if not end < answer_start <= seq:
         raise InputError(
@@ -157,6 +179,9 @@ class LVLM:
     processor: Any
     name: str
     revision: str | None = None
+
+    def __post_init__(self) -> None:
+        self.markers = image_marker_ids(self.model.config, self.processor)
 
     @property
     def device(self) -> torch.device:
@@ -194,7 +219,8 @@ class LVLM:
         inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
-        return Prepared(inputs=inputs, spans=find_spans(inputs["input_ids"], self.model.config), text=text)
+        spans = find_spans(inputs["input_ids"], self.model.config, markers=self.markers)
+        return Prepared(inputs=inputs, spans=spans, text=text)
 
 
 @dataclass

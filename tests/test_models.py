@@ -88,3 +88,23 @@ def test_a_device_this_machine_lacks_is_refused_in_one_line() -> None:
         parse_device(missing)
     with pytest.raises(InputError, match="unknown device"):
         parse_device("tpu0")
+
+
+def test_image_markers_by_token_string_belong_to_the_image(tiny_models: dict[str, TinyLVLM]) -> None:
+    """Regression: InternVL wraps its image run in <img> ... </img>, which are no config
+    attributes; they were left out of the image span, so </img> became the first Eq. 6 column."""
+    from tokenizers import Tokenizer, models
+
+    from lvsal_data.models import image_marker_ids
+    from transformers import PreTrainedTokenizerFast
+
+    cfg = tiny_models["internvl"].model.config
+    img = cfg.image_token_id
+    vocab = {f"w{i}": i for i in range(img)} | {"<IMG_CONTEXT>": img, "<img>": img + 1, "</img>": img + 2}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="w0")))
+    markers = image_marker_ids(cfg, tokenizer)
+    assert markers == {img + 1, img + 2}
+    ids = torch.tensor([[5, 6, img + 1, img, img, img, img + 2, 9, 10]])
+    spans = find_spans(ids, cfg, markers=markers)
+    assert spans.system == (0, 2) and spans.image == (2, 7) and spans.instruction == (7, 9)
+    assert find_spans(ids, cfg).image == (3, 6)  # without the tokenizer the markers are unknown
