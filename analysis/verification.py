@@ -147,18 +147,22 @@ def verify(model: str, data: str, out: str | Path, decodings: Sequence[str] = ("
            dtype: str | None = None, lookback_heads: bool = False) -> VerifyResult:
     """Run each decoding through the collector and write metrics.json, report.md and plots.
 
-    ``lookback_heads`` keeps the per-head attention columns in the traces (for detectors
-    fitted on traces that have them)."""
+    A non-empty ``out`` is refused unless ``resume``; resuming runs the collector's own check
+    that each decoding's traces were made with the same settings (it refuses a mismatch), so
+    old traces are never reported under a new header. ``lookback_heads`` keeps the per-head
+    attention columns in the traces (for detectors fitted on traces that have them)."""
     from lvsal_data.collect import CollectConfig, collect
     from lvsal_data.decoding import DecodingOptions
     from lvsal_data.errors import InputError
     from lvsal_data.models import load_lvlm
+    from lvsal_data.store import check_output_folder
 
     from . import plots
 
     if "greedy" not in decodings:
         raise InputError("--decodings must include greedy (the baseline of the comparison)")
     out = Path(out)
+    check_output_folder(out, resume)  # before the model loads: refusing must be quick
     options = options or DecodingOptions()
     if lvlm is None:
         lvlm = load_lvlm(model, device=device, dtype=dtype)
@@ -167,10 +171,9 @@ def verify(model: str, data: str, out: str | Path, decodings: Sequence[str] = ("
         folder = out / "traces" / name.replace("+", "_")
         cfg = CollectConfig(**{**asdict(options), "model": model, "data": data, "out": str(folder), "decoding": name,
                                "limit": limit, "max_new_tokens": max_new_tokens, "seed": seed,
-                               "resume": resume or folder.exists(), "device": device, "dtype": dtype,
+                               "resume": resume, "device": device, "dtype": dtype,
                                "lookback_heads": lookback_heads})
-        if not (folder / "manifest.json").exists() or resume:
-            collect(cfg, lvlm=lvlm, progress=progress)
+        collect(cfg, lvlm=lvlm, progress=progress)  # resuming a finished decoding checks it and writes nothing new
         folders[name] = folder
     metrics = compare(samples_by_decoding(folders), random_state=seed)
     meta = {"model": model, "data": data, "max_new_tokens": max_new_tokens, "seed": seed, "decodings": list(decodings),

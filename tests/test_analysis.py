@@ -174,3 +174,26 @@ def test_verify_reports_every_decoding(tmp_path: Path, monkeypatch: pytest.Monke
     report = (tmp_path / "v" / "report.md").read_text()
     assert "| greedy | 6 |" in report and "vs greedy" in report
     assert (tmp_path / "v" / "effects.png").exists() and result.metrics["greedy"]["n"] == 6
+
+
+def test_verify_never_reports_old_traces_under_new_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Regression: a second verify into the same folder with other data or parameters reported the
+    first run's traces under the new header. A non-empty --out needs --resume, and resuming checks
+    every decoding's settings."""
+    from lvsal_data.cli import main
+
+    monkeypatch.setenv("LVSAL_CACHE", str(tmp_path / "cache"))
+    out = str(tmp_path / "v")
+    args = ["verify", "--data", "synthetic:split=test,n=2", "--out", out, "--decodings", "greedy,locore",
+            "--max-new-tokens", "6"]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main([*args[:2], "synthetic:split=test,n=2,seed=5", *args[3:]]) == 2
+    assert "not empty; pass --resume" in capsys.readouterr().err
+    assert main([*args, "--resume", "--locore-beta", "0.9"]) == 2
+    assert "settings differ from the original run in locore_beta" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0  # the same settings: the finished traces are reused
+    again = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert again["greedy"]["chair_s"] == first["greedy"]["chair_s"] and again["locore"]["n"] == 2
