@@ -63,8 +63,11 @@ def score_traces(detector_path: str | Path, traces_dir: str | Path) -> pd.DataFr
     return frame
 
 
-def calibrate_to_file(traces_dir: str | Path, out: str | Path, max_false_rejection: float = 0.05) -> dict[str, Any]:
-    result = calibrate(open_traces(traces_dir), max_false_rejection=max_false_rejection)
+def calibrate_to_file(traces_dir: str | Path, out: str | Path, max_false_rejection: float = 0.05,
+                      eval_traces: str | Path | None = None, holdout: float = 0.5, seed: int = 0) -> dict[str, Any]:
+    held = open_traces(eval_traces) if eval_traces is not None else None
+    result = calibrate(open_traces(traces_dir), max_false_rejection=max_false_rejection, eval_traces=held,
+                       holdout=holdout, seed=seed)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(result, indent=1))

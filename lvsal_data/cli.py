@@ -157,16 +157,25 @@ def _add_calibrate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output JSON file (feed it to --calibration)")
     parser.add_argument("--max-false-rejection", type=float, default=0.05,
                         help="largest share of correct mention starts SGRS may reject (default: 0.05)")
+    parser.add_argument("--eval-traces", default=None,
+                        help="traces to measure the rule on (default: a held-out share of --traces' images)")
+    parser.add_argument("--holdout", type=float, default=0.5,
+                        help="share of images held out to measure the rule when --eval-traces is not given")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
 
 
 @command("calibrate", "choose SGRS's target layers, W and alpha for a model from its traces", _add_calibrate)
 def _calibrate(args: argparse.Namespace) -> int:
     from analysis.workflows import calibrate_to_file
 
-    r = calibrate_to_file(args.traces, args.out, args.max_false_rejection)
-    print(f"alpha {r['alpha']}, W {r['window']}, target layers {r['target_layers']}: catches "
-          f"{100 * r['catch_rate']:.1f}% of {r['n']['hallucinated_mention_starts']} hallucinated mention starts, "
-          f"rejects {100 * r['false_rejection_rate']:.1f}% of {r['n']['correct_mention_starts']} correct ones")
+    r = calibrate_to_file(args.traces, args.out, args.max_false_rejection, args.eval_traces, args.holdout, args.seed)
+    ci, where = r["intervals"], r["evaluated_on"]
+    print(f"alpha {r['alpha']}, W {r['window']}, target layers {r['target_layers']}; on {where['data']} "
+          f"({where['images']} images of {where['traces']}) the rule catches {100 * r['catch_rate']:.1f}% "
+          f"[{100 * ci['catch_rate']['ci_low']:.1f}, {100 * ci['catch_rate']['ci_high']:.1f}] of "
+          f"{r['n']['hallucinated_mention_starts']} hallucinated mention starts and rejects "
+          f"{100 * r['false_rejection_rate']:.1f}% [{100 * ci['false_rejection_rate']['ci_low']:.1f}, "
+          f"{100 * ci['false_rejection_rate']['ci_high']:.1f}] of {r['n']['correct_mention_starts']} correct ones")
     print(f"calibration: {args.out}")
     return 0
 

@@ -166,10 +166,11 @@ scenes' greedy traces: AUROC {_fmt(h['auroc'], 1)} (n_pos={h['n_pos']}, n_neg={h
 
 ## 3. SGRS calibrated for this model
 
-Target layers {cal['target_layers']}, W = {cal['window']}, alpha = {cal['alpha']}: the rule catches
-{100 * cal['catch_rate']:.1f}% of {cal['n']['hallucinated_mention_starts']} hallucinated mention starts and rejects
-{100 * cal['false_rejection_rate']:.1f}% of {cal['n']['correct_mention_starts']} correct ones (bound
-{100 * cal['max_false_rejection']:.0f}%; {100 * cal['false_rejection_rate_all_tokens']:.1f}% of all non-hallucinated tokens).
+Target layers {cal['target_layers']}, W = {cal['window']}, alpha = {cal['alpha']}, chosen on half of the analysis
+images; on the other {cal['evaluated_on']['images']} images the rule catches
+{_fmt(cal['intervals']['catch_rate'])}% of {cal['n']['hallucinated_mention_starts']} hallucinated mention starts and rejects
+{_fmt(cal['intervals']['false_rejection_rate'])}% of {cal['n']['correct_mention_starts']} correct ones (bound on the tuning
+half {100 * cal['max_false_rejection']:.0f}%; {100 * cal['false_rejection_rate_all_tokens']:.1f}% of all non-hallucinated tokens).
 
 {verification_md}
 ![effects](effects.png)

@@ -136,11 +136,26 @@ def test_fit_detector_writes_its_report(traces: dict[str, Path], tmp_path: Path)
     assert len(scored) > 0 and scored["p_hallucinated"].between(0, 1).all()
 
 
-def test_calibration_meets_its_bound_on_held_out_traces(traces: dict[str, Path]) -> None:
+def test_calibration_reports_rates_on_data_it_was_not_tuned_on(traces: dict[str, Path]) -> None:
+    """Regression: the catch / false-rejection rates were measured on the traces the rule was
+    tuned on. They are measured on held-out images (or --eval-traces), and say which."""
     bound = 0.05
-    cal = calibrate(open_traces(traces["test"]), max_false_rejection=bound)
-    assert cal["false_rejection_rate"] <= bound
+    t = open_traces(traces["test"])
+    cal = calibrate(t, max_false_rejection=bound)
+    assert cal["tuning"]["false_rejection_rate"] <= bound  # the bound holds where the rule was chosen
     assert set(cal) >= {"model", "alpha", "window", "target_layers", "catch_rate", "false_rejection_rate", "n"}
+    assert cal["evaluated_on"]["data"] == "held-out images"
+    images = set(t.pandas("samples")["image_id"])
+    assert cal["evaluated_on"]["images"] == len(images) // 2
+    assert cal["n"]["answers"] + cal["tuning"]["n"]["answers"] == len(images)
+    for key in ("catch_rate", "false_rejection_rate"):
+        e = cal["intervals"][key]
+        assert e["ci_low"] <= e["value"] == cal[key] <= e["ci_high"]
+    other = calibrate(t, max_false_rejection=bound, eval_traces=open_traces(traces["held"]))
+    assert other["evaluated_on"]["data"] == "eval traces"
+    measured = evaluate_rule(open_traces(traces["held"]), other)
+    assert other["catch_rate"] == measured["catch_rate"]
+    assert other["false_rejection_rate"] == measured["false_rejection_rate"]
     held = evaluate_rule(open_traces(traces["held"]), cal)
     n = open_traces(traces["held"]).pandas("tokens").query("mention_start and label == 'correct'").shape[0]
     # the property, with the sampling error of a share estimated on n correct mention starts
