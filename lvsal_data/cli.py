@@ -6,6 +6,7 @@ Every command prints where its output is; a user error is one line (no traceback
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from dataclasses import dataclass, fields
 from typing import Callable, Sequence
@@ -264,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "_run"):
         parser.print_help()
         return 0
+    logging.basicConfig(format=f"lvsal {args.command}: %(message)s", level=logging.WARNING)
     try:
         return args._run(args)
     except LvsalError as err:

@@ -10,6 +10,7 @@ sample id), so the rows do not depend on how samples are split over ranks or res
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import subprocess
@@ -22,7 +23,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .decoding import Decoder, DecodingOptions, build_decoder, load_calibration
+from .decoding import SGRS_ALPHA, SGRS_WINDOW, Decoder, DecodingOptions, build_decoder, load_calibration, with_calibration
 from .errors import InputError
 from .models import LVLM, load_lvlm
 from .records import build_rows
@@ -31,6 +32,8 @@ from .schema import tokens_schema
 from .sources import ImageLoadError, Sample, open_source
 from .store import ShardWriter, check_output_folder, merge_manifest
 from .tracing import trace_generate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,7 +53,8 @@ class CollectConfig(DecodingOptions):
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 (default: cuda if available)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, float16 or bfloat16"})
     layers: list[int] | None = field(default=None, metadata={"help": "traced layers (default: all)"})
-    target_layers: list[int] | None = field(default=None, metadata={"help": "Eq. 6 layers (default floor(6L/32)..floor(8L/32))"})
+    target_layers: list[int] | None = field(default=None, metadata={
+        "help": "Eq. 6 layers (default: the calibration's, else floor(6L/32)..floor(8L/32))"})
     shard_size: int = field(default=32, metadata={"help": "samples per Parquet shard"})
     revision: str | None = field(default=None, metadata={"help": "model revision on the Hub"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow the model repository's own code"})
@@ -132,7 +136,11 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
         torch.distributed.init_process_group("gloo")
     if rank == 0:
         check_output_folder(cfg.out, cfg.resume)  # before the model loads: refusing must be quick
-    decoder = decoder or build_decoder(cfg.decoding, cfg)
+    calibration = load_calibration(cfg.calibration) if cfg.calibration else None
+    notes = [note for note in (with_calibration("--sgrs-alpha", cfg.sgrs_alpha, calibration, "alpha", SGRS_ALPHA)[1],
+                               with_calibration("--sgrs-window", cfg.sgrs_window, calibration, "window", SGRS_WINDOW)[1])
+             if note]
+    decoder = decoder or build_decoder(cfg.decoding, cfg, calibration)
     source = open_source(cfg.data)
     samples = list(source)
     if cfg.limit is not None:
@@ -142,9 +150,12 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
                              trust_remote_code=cfg.trust_remote_code)
     n_layers = lvlm.num_layers
     layers = cfg.layers if cfg.layers is not None else list(range(n_layers))
-    target = cfg.target_layers if cfg.target_layers is not None else default_target_layers(n_layers)
-    if cfg.calibration:
-        target = [int(l) for l in load_calibration(cfg.calibration)["target_layers"]]
+    target, note = with_calibration("--target-layers", cfg.target_layers, calibration, "target_layers",
+                                    default_target_layers(n_layers))
+    target = [int(l) for l in target]
+    notes += [note] if note else []
+    for note in notes if rank == 0 else ():
+        log.warning(note)
 
     identity = {**cfg.run_identity(), "decoding_params": decoder.params(), "world_size": world}
     writer = ShardWriter(Path(cfg.out), identity, tokens_schema(cfg.store_rows, cfg.lookback_heads),
@@ -207,6 +218,7 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
             "layers": layers, "target_layers": target,
             "source": {"spec": cfg.data, **source.describe()},
             "decoding": {"name": cfg.decoding, "params": decoder.params()},
+            "settings_notes": notes,
             "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
             "versions": versions(), "git": git_hash(), "command": " ".join(sys.argv),
         }

@@ -190,3 +190,24 @@ def test_publish_without_token_is_one_clear_line(reference: Path, env: dict[str,
     done = subprocess.run([sys.executable, "-m", "lvsal_data.cli", "publish", "--traces", str(reference),
                            "--repo-id", "someone/x"], env=clean, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "HF_TOKEN" in done.stderr
+
+
+def test_explicit_options_win_over_the_calibration_and_say_so(tmp_path: Path, env: dict[str, str],
+                                                               monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """Regression: --target-layers / --sgrs-alpha given explicitly were silently replaced by the
+    calibration file's values. An explicit option wins, with one line saying so, in the manifest too."""
+    monkeypatch.setenv("LVSAL_CACHE", env["LVSAL_CACHE"])
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"alpha": 0.3, "window": 2, "target_layers": [0, 1]}))
+    base = dict(data=DATA, max_new_tokens=3, limit=1, decoding="sgrs", calibration=str(cal))
+    calibrated = collect(CollectConfig(out=str(tmp_path / "a"), **base), progress=False).manifest
+    assert calibrated["decoding"]["params"]["alpha"] == 0.3 and calibrated["decoding"]["params"]["window"] == 2
+    assert calibrated["target_layers"] == [0, 1] and calibrated["settings_notes"] == []
+    with caplog.at_level("WARNING", logger="lvsal_data.collect"):
+        explicit = collect(CollectConfig(out=str(tmp_path / "b"), sgrs_alpha=0.9, target_layers=[2, 3], **base),
+                           progress=False).manifest
+    assert explicit["decoding"]["params"]["alpha"] == 0.9 and explicit["decoding"]["params"]["window"] == 2
+    assert explicit["target_layers"] == [2, 3]
+    notes = ["--sgrs-alpha 0.9 overrides the calibration's alpha 0.3",
+             "--target-layers [2, 3] overrides the calibration's target_layers [0, 1]"]
+    assert explicit["settings_notes"] == notes and [r.getMessage() for r in caplog.records] == notes
