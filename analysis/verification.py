@@ -142,9 +142,9 @@ class VerifyResult:
 
 
 def verify(model: str, data: str, out: str | Path, decodings: Sequence[str] = ("greedy", "sgrs", "locore", "sgrs+locore"),
-           limit: int | None = None, seed: int = 0, max_new_tokens: int = 64, options: Any = None,
+           limit: int | None = None, seed: int = 0, max_new_tokens: int | None = None, options: Any = None,
            lvlm: Any = None, resume: bool = False, progress: bool = True, device: str | None = None,
-           dtype: str | None = None, lookback_heads: bool = False) -> VerifyResult:
+           dtype: str | None = None, lookback_heads: bool = False, system_prompt: str | None = None) -> VerifyResult:
     """Run each decoding through the collector and write metrics.json, report.md and plots.
 
     A non-empty ``out`` is refused unless ``resume``; resuming runs the collector's own check
@@ -171,14 +171,16 @@ def verify(model: str, data: str, out: str | Path, decodings: Sequence[str] = ("
         folder = out / "traces" / name.replace("+", "_")
         cfg = CollectConfig(**{**asdict(options), "model": model, "data": data, "out": str(folder), "decoding": name,
                                "limit": limit, "max_new_tokens": max_new_tokens, "seed": seed,
-                               "resume": resume, "device": device, "dtype": dtype,
+                               "resume": resume, "device": device, "dtype": dtype, "system_prompt": system_prompt,
                                "lookback_heads": lookback_heads})
         collect(cfg, lvlm=lvlm, progress=progress)  # resuming a finished decoding checks it and writes nothing new
         folders[name] = folder
     metrics = compare(samples_by_decoding(folders), random_state=seed)
-    meta = {"model": model, "data": data, "max_new_tokens": max_new_tokens, "seed": seed, "decodings": list(decodings),
+    manifests = {k: open_traces(v).manifest for k, v in folders.items()}
+    meta = {"model": model, "data": data, "max_new_tokens": manifests["greedy"]["max_new_tokens"], "seed": seed,
+            "protocol": manifests["greedy"].get("protocol"), "decodings": list(decodings),
             "traces": {k: str(v) for k, v in folders.items()},
-            "decoding_params": {k: open_traces(v).manifest["decoding"]["params"] for k, v in folders.items()}}
+            "decoding_params": {k: m["decoding"]["params"] for k, m in manifests.items()}}
     metrics["meta"] = meta
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))

@@ -190,7 +190,10 @@ def _add_verify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decodings", default="greedy,sgrs,locore,sgrs+locore",
                         help=f"comma-separated, from {', '.join(DECODINGS.names())} (default: greedy,sgrs,locore,sgrs+locore)")
     parser.add_argument("--limit", type=int, default=None, help="at most N samples")
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length cap, the same for every decoding")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="answer length cap, the same for every decoding (default: the source protocol's)")
+    parser.add_argument("--system-prompt", default=None,
+                        help="system message: TEXT or 'none' (default: the model's standard one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted verification")
     parser.add_argument("--device", default=None)
@@ -210,6 +213,7 @@ def _verify(args: argparse.Namespace) -> int:
     options = DecodingOptions(**{f.name: getattr(args, f.name) for f in fields(DecodingOptions)})
     result = verify(args.model, args.data, args.out, names, limit=args.limit, seed=args.seed,
                     max_new_tokens=args.max_new_tokens, options=options, resume=args.resume,
+                    system_prompt=args.system_prompt,
                     device=args.device, dtype=args.dtype)
     print((result.out / "report.md").read_text())
     print(f"metrics, report and plots: {result.out}")

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .decoding import SGRS_ALPHA, SGRS_WINDOW, Decoder, DecodingOptions, build_decoder, load_calibration, with_calibration
 from .errors import InputError
 from .models import LVLM, load_lvlm
+from .prompts import resolve_system_prompt
 from .records import build_rows
 from .saliency import default_target_layers
 from .schema import tokens_schema
@@ -34,6 +35,10 @@ from .store import ShardWriter, check_output_folder, merge_manifest
 from .tracing import trace_generate
 
 log = logging.getLogger(__name__)
+
+
+#: Answer length cap when neither the option nor the source's protocol sets one.
+DEFAULT_MAX_NEW_TOKENS = 64
 
 
 @dataclass
@@ -45,7 +50,12 @@ class CollectConfig(DecodingOptions):
     out: str = field(default="traces", metadata={"help": "output dataset folder"})
     decoding: str = field(default="greedy", metadata={"help": "decoding strategy", "choices": "decodings"})
     limit: int | None = field(default=None, metadata={"help": "at most N samples"})
-    max_new_tokens: int = field(default=64, metadata={"help": "answer length cap (fix it across methods)"})
+    max_new_tokens: int | None = field(default=None, metadata={
+        "help": f"answer length cap, the same for every method (default: the source protocol's, e.g. 512 for "
+                f"coco, 128 for pope; else {DEFAULT_MAX_NEW_TOKENS})"})
+    system_prompt: str | None = field(default=None, metadata={
+        "help": "system message before each prompt: TEXT, or 'none' (default: the model's standard one, e.g. "
+                "Vicuna's for LLaVA-1.5; none for the organism)"})
     seed: int = field(default=0, metadata={"help": "seed of sampling decodings"})
     resume: bool = field(default=False, metadata={"help": "continue a killed run in --out"})
     store_rows: bool = field(default=False, metadata={"help": "keep each token's layer-mean saliency row (float16)"})
@@ -126,7 +136,7 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
     Returns:
         A :class:`RunSummary` (its manifest is set on rank 0).
     """
-    if cfg.max_new_tokens < 1:
+    if cfg.max_new_tokens is not None and cfg.max_new_tokens < 1:
         raise InputError(f"--max-new-tokens must be >= 1, got {cfg.max_new_tokens}")
     if cfg.shard_size < 1:
         raise InputError(f"--shard-size must be >= 1, got {cfg.shard_size}")
@@ -142,12 +152,15 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
              if note]
     decoder = decoder or build_decoder(cfg.decoding, cfg, calibration)
     source = open_source(cfg.data)
+    protocol = source.protocol()
+    max_new_tokens = cfg.max_new_tokens or protocol.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS
     samples = list(source)
     if cfg.limit is not None:
         samples = samples[: cfg.limit]
     device = cfg.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     lvlm = lvlm or load_lvlm(cfg.model, device=device, dtype=cfg.dtype, revision=cfg.revision,
                              trust_remote_code=cfg.trust_remote_code)
+    system_prompt = resolve_system_prompt(cfg.system_prompt, lvlm.standard_system_prompt)
     n_layers = lvlm.num_layers
     layers = cfg.layers if cfg.layers is not None else list(range(n_layers))
     target, note = with_calibration("--target-layers", cfg.target_layers, calibration, "target_layers",
@@ -186,10 +199,10 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
                 tqdm.write(f"skipped {sample.id}: {err}")
                 bar.update(1)
                 continue
-            prepared = lvlm.prepare(image, sample.prompt)
+            prepared = lvlm.prepare(image, sample.prompt, system_prompt)
             seed = sample_seed(cfg.seed, sample.id)
             trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, decoder,
-                                   max_new_tokens=cfg.max_new_tokens, layers=layers, target_layers=target,
+                                   max_new_tokens=max_new_tokens, layers=layers, target_layers=target,
                                    generator=torch.Generator().manual_seed(seed), keep_rows=cfg.store_rows,
                                    lookback=cfg.lookback_heads)
             toks, srow = build_rows(sample, trace, prepared.spans, lvlm.tokenizer, cfg.decoding, seed,
@@ -217,9 +230,11 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
                       "num_layers": n_layers, "num_heads": lvlm.model.config.get_text_config().num_attention_heads},
             "layers": layers, "target_layers": target,
             "source": {"spec": cfg.data, **source.describe()},
+            "protocol": {**protocol, "max_new_tokens": max_new_tokens, "system_prompt": system_prompt,
+                         "chat_template_example": lvlm.chat_prompt("{prompt}", system_prompt)},
             "decoding": {"name": cfg.decoding, "params": decoder.params()},
             "settings_notes": notes,
-            "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
+            "max_new_tokens": max_new_tokens, "seed": cfg.seed,
             "versions": versions(), "git": git_hash(), "command": " ".join(sys.argv),
         }
         summary.manifest = merge_manifest(Path(cfg.out), extra)

@@ -59,6 +59,18 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows) if len(rows) > 2 else "No captions or yes/no answers in this dataset."
 
 
+def protocol_line(protocol: dict[str, Any] | None) -> tuple[str, str]:
+    """The card's protocol and system-prompt lines from a manifest's ``protocol`` entry."""
+    if not protocol:
+        return UNKNOWN, UNKNOWN
+    details = [f"{k.replace('_', ' ')} {v!r}" if isinstance(v, str) else f"{k.replace('_', ' ')} {v}"
+               for k, v in protocol.items() if k not in ("name", "system_prompt", "chat_template_example")]
+    system = protocol.get("system_prompt")
+    example = protocol.get("chat_template_example")
+    return (f"{protocol.get('name', UNKNOWN)} ({', '.join(details)})",
+            (f"`{system}`" if system else "none") + (f"; each prompt reads `{example!r}`" if example else ""))
+
+
 def render_card(traces: Traces, repo_id: str | None = None, license: str = "other", limitations: str = "") -> str:
     """The dataset card (README.md) of a trace dataset: YAML configs and features, provenance,
     headline metrics with CIs, how to load it. Unknown fields stay visibly unknown."""
@@ -80,12 +92,14 @@ def render_card(traces: Traces, repo_id: str | None = None, license: str = "othe
         dataset_info=info,
     )
     metrics = headline_metrics(traces)
+    protocol, system_prompt = protocol_line(m.get("protocol"))
     card = DatasetCard.from_template(
         data, template_str=template_text(),
         pretty_name=data.pretty_name, repo_id=repo_id or UNKNOWN, model_id=m["model"]["id"],
         model_revision=m["model"].get("revision"), model_class=m["model"]["class"],
         num_layers=m["model"]["num_layers"], dtype=m["model"]["dtype"], source_spec=m["source"]["spec"],
-        source_name=m["source"].get("name", UNKNOWN), decoding=m["decoding"]["name"],
+        source_name=m["source"].get("name", UNKNOWN), protocol=protocol, system_prompt=system_prompt,
+        decoding=m["decoding"]["name"],
         decoding_params=", ".join(f"{k}={v}" for k, v in m["decoding"]["params"].items()),
         max_new_tokens=m["max_new_tokens"], seed=m["seed"], layers=m["layers"], target_layers=m["target_layers"],
         n_samples=m["rows"]["samples"], n_tokens=m["rows"]["tokens"], n_skipped=len(m["skipped"]),

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .errors import InputError, UnsupportedModelError
+from .prompts import VICUNA_SYSTEM_PROMPT
 
 #: Attention implementations that return the post-softmax weights in the graph (LocoRE's is eager
 #: plus its boost).
@@ -34,17 +35,20 @@ class ArchInfo:
             tokenizer). With the processor's own ``image_token_ids`` and ``image_markers``
             they make the image segment: the run from the first to the last image token,
             widened over adjacent markers.
+        system_prompt: The family's standard system prompt, sent unless the user chooses
+            another (``--system-prompt``); None: the chat template's own default, if any.
     """
 
     family: str
     mrope: bool = False
     image_markers: tuple[str, ...] = ()
     marker_tokens: tuple[str, ...] = ()
+    system_prompt: str | None = None
 
 
 #: model_type -> ArchInfo. Add a family here; no other module needs to change.
 ARCHITECTURES: dict[str, ArchInfo] = {
-    "llava": ArchInfo("LLaVA"),
+    "llava": ArchInfo("LLaVA", system_prompt=VICUNA_SYSTEM_PROMPT),
     "llava_next": ArchInfo("LLaVA-NeXT"),
     "qwen2_vl": ArchInfo("Qwen2-VL", mrope=True, image_markers=("vision_start_token_id", "vision_end_token_id")),
     "qwen2_5_vl": ArchInfo("Qwen2.5-VL", mrope=True, image_markers=("vision_start_token_id", "vision_end_token_id")),
@@ -179,6 +183,8 @@ class LVLM:
     processor: Any
     name: str
     revision: str | None = None
+    #: The system prompt sent when none is chosen: the family's standard one (the organism's: none).
+    standard_system_prompt: str | None = None
 
     def __post_init__(self) -> None:
         self.markers = image_marker_ids(self.model.config, self.processor)
@@ -199,22 +205,38 @@ class LVLM:
     def tokenizer(self) -> Any:
         return getattr(self.processor, "tokenizer", self.processor)
 
-    def chat_prompt(self, prompt: str) -> str:
-        """The prompt text in the model's own chat template, generation prompt added."""
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    def chat_prompt(self, prompt: str, system_prompt: str | None = None) -> str:
+        """The prompt text in the model's own chat template, generation prompt added.
 
-    def prepare(self, image: Any, prompt: str) -> "Prepared":
+        Args:
+            prompt: The user's text.
+            system_prompt: A system message to open the conversation with (None: none).
+
+        Raises:
+            UnsupportedModelError: The chat template drops the system message.
+        """
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        if system_prompt:
+            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system_prompt}]})
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if system_prompt and system_prompt not in text:
+            raise UnsupportedModelError(f"the chat template of {self.name} drops system messages; "
+                                        "pass --system-prompt none")
+        return text
+
+    def prepare(self, image: Any, prompt: str, system_prompt: str | None = None) -> "Prepared":
         """Model inputs for one image and one user prompt (batch of 1) and their spans.
 
         Args:
             image: A PIL image (or anything the processor accepts).
             prompt: The user's text, e.g. ``"Please describe this image in detail."``.
+            system_prompt: A system message before it (None: none; the collector sends
+                :attr:`standard_system_prompt` unless told otherwise).
 
         Returns:
             :class:`Prepared` with ``.inputs`` (on the model's device) and ``.spans``.
         """
-        text = self.chat_prompt(prompt)
+        text = self.chat_prompt(prompt, system_prompt)
         batch = self.processor(images=[image], text=[text], return_tensors="pt")
         inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
@@ -315,7 +337,10 @@ def load_lvlm(
     check_eager(model)
     model.to(device).eval()
     processor = AutoProcessor.from_pretrained(path, **kwargs)
-    return LVLM(model=model, processor=processor, name=name_or_path, revision=revision)
+    # the organism was trained without a system prompt; every other model gets its family's standard one
+    standard = None if name_or_path == ORGANISM else arch_info(config).system_prompt
+    return LVLM(model=model, processor=processor, name=name_or_path, revision=revision,
+                standard_system_prompt=standard)
 
 
 def check_eager(model: Any) -> None:

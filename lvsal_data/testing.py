@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 
 from .models import Spans
+from .prompts import LLAVA_CHAT_TEMPLATE
 
 VOCAB = 96
 
@@ -140,15 +141,6 @@ BUILDERS: dict[str, Callable[..., TinyLVLM]] = {
     "qwen2_vl": tiny_qwen2_vl,
     "internvl": tiny_internvl,
 }
-
-
-#: LLaVA-1.5's chat layout: ``USER: <image>\n{prompt} ASSISTANT:``.
-LLAVA_CHAT_TEMPLATE = (
-    "{% for m in messages %}{% if m['role'] == 'user' %}USER: "
-    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}"
-    "{% endfor %} {% else %}ASSISTANT: {% for c in m['content'] %}{{ c['text'] }}{% endfor %}</s>{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
 
 
 def tiny_llava_processor(words: list[str], image_size: int = 28, patch_size: int = 14) -> Any:

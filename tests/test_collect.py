@@ -211,3 +211,21 @@ def test_explicit_options_win_over_the_calibration_and_say_so(tmp_path: Path, en
     notes = ["--sgrs-alpha 0.9 overrides the calibration's alpha 0.3",
              "--target-layers [2, 3] overrides the calibration's target_layers [0, 1]"]
     assert explicit["settings_notes"] == notes and [r.getMessage() for r in caplog.records] == notes
+
+
+def test_the_manifest_and_card_say_the_protocol(reference: Path, tmp_path: Path, env: dict[str, str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --max-new-tokens the source protocol's cap applies; the manifest and card record it,
+    the system prompt and the rendered chat layout, so the protocol can be read off the dataset."""
+    monkeypatch.setenv("LVSAL_CACHE", env["LVSAL_CACHE"])
+    m = collect(CollectConfig(data=DATA, out=str(tmp_path / "t"), limit=1), progress=False).manifest
+    assert m["max_new_tokens"] == m["protocol"]["max_new_tokens"] == 64
+    assert m["protocol"]["system_prompt"] is None
+    assert m["protocol"]["chat_template_example"] == "USER: <image>\n{prompt} ASSISTANT:"
+    card = (tmp_path / "t" / "README.md").read_text()
+    assert "**Protocol:** organism captioning" in card and "**System prompt:** none" in card
+    assert open_traces(reference).manifest["max_new_tokens"] == 10  # an explicit cap wins
+    with_system = collect(CollectConfig(data=DATA, out=str(tmp_path / "s"), limit=1, max_new_tokens=2,
+                                        system_prompt="Be precise."), progress=False).manifest
+    assert with_system["protocol"]["system_prompt"] == "Be precise."
+    assert open_traces(tmp_path / "s").pandas("samples")["span_system"][0][1] > 0

@@ -108,3 +108,28 @@ def test_image_markers_by_token_string_belong_to_the_image(tiny_models: dict[str
     spans = find_spans(ids, cfg, markers=markers)
     assert spans.system == (0, 2) and spans.image == (2, 7) and spans.instruction == (7, 9)
     assert find_spans(ids, cfg).image == (3, 6)  # without the tokenizer the markers are unknown
+
+
+def test_system_prompt_is_the_family_standard_and_can_be_changed(saved_llava) -> None:
+    """LLaVA-1.5 is evaluated with Vicuna's system prompt (the paper's Sys_L = 35 tokens): it is the
+    LLaVA family's default; 'none' and any text replace it; the organism's default is none."""
+    from lvsal_data.prompts import VICUNA_SYSTEM_PROMPT, resolve_system_prompt
+
+    lvlm = load_lvlm(str(saved_llava), device="cpu")
+    assert lvlm.standard_system_prompt == VICUNA_SYSTEM_PROMPT
+    image = Image.new("RGB", (30, 30))
+    plain = lvlm.prepare(image, "Please describe this image in detail.")
+    system = resolve_system_prompt(None, lvlm.standard_system_prompt)
+    with_system = lvlm.prepare(image, "Please describe this image in detail.", system)
+    assert with_system.text == f"{VICUNA_SYSTEM_PROMPT} {plain.text}"
+    n_system = len(lvlm.tokenizer(VICUNA_SYSTEM_PROMPT, add_special_tokens=False)["input_ids"])
+    assert with_system.spans.system[1] == plain.spans.system[1] + n_system
+    assert resolve_system_prompt("none", VICUNA_SYSTEM_PROMPT) is None
+    assert load_lvlm("organism", device="cpu").standard_system_prompt is None
+
+
+def test_a_template_that_drops_the_system_message_is_refused(saved_llava) -> None:
+    lvlm = load_lvlm(str(saved_llava), device="cpu")
+    lvlm.processor.chat_template = "{% for m in messages %}{% if m['role'] == 'user' %}USER: <image>\n{% endif %}{% endfor %}ASSISTANT:"
+    with pytest.raises(UnsupportedModelError, match="drops system messages; pass --system-prompt none"):
+        lvlm.chat_prompt("Describe it.", "Be brief.")

@@ -184,3 +184,18 @@ def test_contract_every_registered_source_yields_valid_samples(spec: str, tmp_pa
     for s in open_source(spec):
         assert isinstance(s, Sample) and s.task in ("caption", "yesno") and s.prompt
         assert (s.expected in ("yes", "no")) == (s.task == "yesno")
+
+
+def test_protocol_defaults_are_the_papers(coco_dir: Path, tmp_path: Path) -> None:
+    """coco:DIR follows OPERA's CHAIR protocol (500 seeded images, the detail prompt, 512 new
+    tokens); POPE appends its yes/no suffix and allows LLaVA's 128 tokens."""
+    coco = open_source(f"coco:{coco_dir}")
+    assert coco.protocol() == {"name": "CHAIR, OPERA's protocol", "prompt": "Please describe this image in detail.",
+                               "images": 3, "seed": 0, "split": "val2014", "max_new_tokens": 512}
+    assert open_source(f"coco:{coco_dir}:n=2").protocol()["images"] == 2
+    _image(tmp_path / "images" / "a.jpg")
+    path = tmp_path / "coco_pope_random.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _pope_rows()))
+    pope = open_source(f"pope:{path}")
+    assert pope.protocol()["max_new_tokens"] == 128
+    assert all(s.prompt.endswith(pope.protocol()["prompt_suffix"]) for s in pope)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..testing import LLAVA_CHAT_TEMPLATE
+from ..prompts import LLAVA_CHAT_TEMPLATE
 from .world import IMAGE_SIZE
 
 PATCH_SIZE = 12

@@ -30,7 +30,8 @@ from ..io import atomic_write_text, staged_folder
 from ..models import parse_device
 from . import weights_dir
 from .build import N_IMAGE_TOKENS, build_model, build_processor, build_tokenizer
-from .world import CAPTION_PROMPT, CATEGORIES, make_scene, vision_scene
+from ..prompts import CAPTION_PROMPT
+from .world import CATEGORIES, make_scene, vision_scene
 
 YESNO_SUFFIX = " Please just answer yes or no."
 

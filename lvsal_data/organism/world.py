@@ -80,7 +80,6 @@ COLOURS = {
     "purple": (140, 50, 180), "white": (245, 245, 245), "cyan": (40, 200, 210), "pink": (240, 120, 180),
 }
 NUMBERS = {1: "one", 2: "two", 3: "three"}
-CAPTION_PROMPT = "Please describe this image in detail."
 
 
 @dataclass

@@ -67,5 +67,9 @@ class AmberSource(Source):
     def __len__(self) -> int:
         return len(self._samples)
 
+    def protocol(self) -> dict[str, Any]:
+        # AMBER fixes no answer length; ours: CHAIR's 512, so long descriptions are not cut short
+        return {"name": "AMBER, generative queries", "max_new_tokens": 512}
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "root": str(self.root), "n": len(self._samples)}

@@ -19,10 +19,9 @@ from PIL import Image, UnidentifiedImageError
 
 from .. import io
 from ..errors import LvsalError
+from ..prompts import CAPTION_PROMPT, POPE_SUFFIX  # noqa: F401  (re-exported)
 from ..registry import Registry
 
-CAPTION_PROMPT = "Please describe this image in detail."
-POPE_SUFFIX = " Please just answer yes or no."
 TASKS = ("caption", "yesno")
 
 
@@ -89,6 +88,11 @@ class Source:
 
     def describe(self) -> dict[str, Any]:
         """What the manifest records about this source."""
+        return {"name": self.name}
+
+    def protocol(self) -> dict[str, Any]:
+        """The evaluation protocol the source follows (written into the manifest and the card):
+        at least its ``name``, and the ``max_new_tokens`` the protocol fixes, when it fixes one."""
         return {"name": self.name}
 
 

@@ -1,6 +1,6 @@
-"""COCO 2014 with CHAIR's protocol (OPERA's setting): a seeded choice of images, the prompt
-"Please describe this image in detail.", ground truth = instance categories plus the objects
-named in the reference captions (Rohrbach et al.).
+"""COCO 2014 with CHAIR's protocol (OPERA's setting): a seeded choice of 500 images, the prompt
+"Please describe this image in detail.", answers of up to 512 new tokens, ground truth =
+instance categories plus the objects named in the reference captions (Rohrbach et al.).
 
 Layout: ``DIR/annotations/instances_{split}.json``, ``DIR/annotations/captions_{split}.json``
 and the images in ``DIR/{split}/`` (or ``images=FOLDER``).
@@ -14,6 +14,10 @@ from typing import Any, Iterator
 
 from ..labels import mentioned_categories
 from .base import CAPTION_PROMPT, SOURCES, Sample, Source, SourceError, read_json, require_dir, require_keys
+
+
+#: OPERA's CHAIR evaluation caps answers at 512 new tokens (CHAIR grows with length: fix it).
+MAX_NEW_TOKENS = 512
 
 
 @SOURCES.register("coco")
@@ -96,6 +100,10 @@ class CocoSource(Source):
 
     def __len__(self) -> int:
         return len(self._samples)
+
+    def protocol(self) -> dict[str, Any]:
+        return {"name": "CHAIR, OPERA's protocol", "prompt": self.prompt, "images": len(self._samples),
+                "seed": self.seed, "split": self.split, "max_new_tokens": MAX_NEW_TOKENS}
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "root": str(self.root), "split": self.split, "n": len(self._samples),

@@ -16,6 +16,8 @@ from ..labels import find_mentions
 from .base import POPE_SUFFIX, SOURCES, Sample, Source, SourceError, read_jsonl, require_dir, require_keys
 
 POPE_SPLITS = ("random", "popular", "adversarial")
+#: LLaVA's POPE evaluation (model_vqa_loader) generates up to 128 new tokens.
+MAX_NEW_TOKENS = 128
 
 
 def asked_object(question: str) -> str | None:
@@ -110,6 +112,10 @@ class PopeSource(Source):
 
     def __len__(self) -> int:
         return len(self._samples)
+
+    def protocol(self) -> dict[str, Any]:
+        return {"name": "POPE, LLaVA's protocol", "prompt_suffix": POPE_SUFFIX, "answer_rule": "POPE's evaluate.py",
+                "max_new_tokens": MAX_NEW_TOKENS}
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "n": len(self._samples),

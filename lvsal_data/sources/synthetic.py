@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .base import SOURCES, Sample, Source, SourceError
+from .base import CAPTION_PROMPT, SOURCES, Sample, Source, SourceError
 from .coco import CocoSource
 from .pope import POPE_SPLITS, PopeSource
 
@@ -83,6 +83,12 @@ class SyntheticSource(Source):
 
     def __len__(self) -> int:
         return len(self._inner)  # type: ignore[arg-type]
+
+    def protocol(self) -> dict[str, Any]:
+        if self.task == "caption":  # the organism's own evaluation (its model card) uses 64 tokens
+            return {"name": "organism captioning (CHAIR on the synthetic world)", "prompt": CAPTION_PROMPT,
+                    "max_new_tokens": 64}
+        return {**self._inner.protocol(), "name": "POPE, LLaVA's protocol, on the synthetic world", "max_new_tokens": 8}
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "split": self.split, "n": self.n, "seed": self.seed, "task": self.task,
