@@ -1,25 +1,26 @@
 """Object mentions in generated text (CHAIR-style) and per-token hallucination labels.
 
-:func:`find_mentions` finds the COCO objects a caption names: synonyms, plurals and multi-word
-names (the longest phrase wins, so a *hot dog* is not a *dog* and a *teddy bear* not a
-*bear*), with near misses that name nothing (*hot tub*, *orange juice*). :func:`label_tokens`
-maps mention character spans onto tokenizer offsets and labels every answer token.
+:func:`find_mentions` finds the COCO objects a caption names, deciding as the reference CHAIR
+script does (see :mod:`lvsal_data.vocab`): its words, synonyms and plurals; multi-word names,
+the longest phrase winning (a *hot dog* is not a *dog*, a *laptop computer* one laptop); near
+misses that name nothing (*hot tub*); qualifiers (a *baby elephant* is no person). A hyphenated
+compound is one word (*man-made*, *dog-friendly* name nothing) unless it spells a name
+(*hot-dog*). :func:`label_tokens` maps mention character spans onto tokenizer offsets and labels
+every answer token.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Collection, Sequence
+from itertools import pairwise
 
-from .vocab import surface_forms
+from .vocab import ADJECTIVAL_USES, DROPPED_WITH, QUALIFIERS, pluralize, surface_forms
 
-#: Words that act as adjectives when the next word starts a mention ("an orange cat",
-#: "a baby elephant"): then they name nothing themselves.
-ADJECTIVES_BEFORE_MENTION = frozenset({"orange", "baby"})
-_WORD = re.compile(r"[A-Za-z]+")
-_MAX_WORDS = 3
+#: A word: letters, or a hyphenated compound of them ("man-made", "bird's-eye", "hot-dogs").
+_WORD = re.compile(r"[A-Za-z]+(?:(?:'[A-Za-z]+)?-[A-Za-z]+)+|[A-Za-z]+")
 LABELS = ("correct", "hallucinated", "none")
 
 
@@ -38,18 +39,60 @@ def _forms() -> dict[str, str | None]:
     return surface_forms()
 
 
-def _phrase_at(words: list[re.Match], i: int) -> tuple[int, str | None] | None:
-    """Longest known phrase starting at word i: (number of words, category or None)."""
+@lru_cache(maxsize=1)
+def _max_words() -> int:
+    return max(len(phrase.split(" ")) for phrase in _forms())
+
+
+@lru_cache(maxsize=1)
+def _adjectival() -> dict[str, frozenset[str]]:
+    return {w: frozenset(nxt) | {pluralize(n) for n in nxt} for w, nxt in ADJECTIVAL_USES.items()}
+
+
+def _key(word: str) -> str:
+    """The word as the phrase table spells it: a compound that spells a name ("hot-dog",
+    "teddy-bear") becomes that name; any other compound stays one word that names nothing."""
+    word = word.lower()
+    if "-" in word:
+        for joined in (word.replace("-", " "), word.replace("-", "")):
+            if _forms().get(joined) is not None:
+                return joined
+    return word
+
+
+def _phrase_at(keys: list[str], spaced: list[bool], i: int) -> tuple[int, str | None] | None:
+    """Longest known phrase starting at word i, its words apart by spaces only (no phrase
+    crosses punctuation): (number of words, category or None)."""
+    longest = 1
+    while longest < _max_words() and i + longest < len(keys) and spaced[i + longest - 1]:
+        longest += 1
     forms = _forms()
-    for n in range(min(_MAX_WORDS, len(words) - i), 0, -1):
-        phrase = " ".join(w.group().lower() for w in words[i : i + n])
+    for n in range(longest, 0, -1):
+        phrase = " ".join(keys[i : i + n])
         if phrase in forms:
             return n, forms[phrase]
-        if n > 1:  # "hot-dog", "teddybear": also try the words glued together
-            glued = "".join(w.group().lower() for w in words[i : i + n])
-            if glued in forms:
-                return n, forms[glued]
     return None
+
+
+def _qualifies(keys: list[str], spaced: list[bool], i: int) -> bool:
+    """Whether word i only qualifies the next word ("baby" in "baby elephant", "orange" in
+    "orange shirt") and so names nothing itself (vocab.QUALIFIERS, vocab.ADJECTIVAL_USES)."""
+    if keys[i] not in QUALIFIERS or i + 1 >= len(keys) or not spaced[i]:
+        return False
+    if keys[i + 1] in _adjectival().get(keys[i], ()):
+        return True
+    qualified = QUALIFIERS[keys[i]]
+    nxt = _phrase_at(keys, spaced, i + 1)
+    return nxt is not None and nxt[1] is not None and (qualified is None or nxt[1] in qualified)
+
+
+def _drop_cancelled(mentions: list[Mention]) -> list[Mention]:
+    """Drop the mentions that a later word cancels (vocab.DROPPED_WITH: the seat of a toilet)."""
+    said = {w for m in mentions for w in re.split(r"[\s-]+", m.word.lower())}
+    for word, cancel in DROPPED_WITH.items():
+        if said & {cancel, pluralize(cancel)}:
+            mentions = [m for m in mentions if m.word.lower() not in (word, pluralize(word))]
+    return mentions
 
 
 def find_mentions(text: str) -> list[Mention]:
@@ -62,28 +105,31 @@ def find_mentions(text: str) -> list[Mention]:
         Non-overlapping :class:`Mention` objects.
 
     Example:
-        >>> [(m.word, m.category) for m in find_mentions("Two puppies chase a hot dog near a teddy bear.")]
+        >>> text = "Two puppies chase a hot dog near a teddy bear."
+        >>> [(m.word, m.category) for m in find_mentions(text)]
         [('puppies', 'dog'), ('hot dog', 'hot dog'), ('teddy bear', 'teddy bear')]
+        >>> [m.category for m in find_mentions("A man-made pond, a baby elephant, a baseball cap.")]
+        ['elephant']
     """
     words = list(_WORD.finditer(text))
+    keys = [_key(w.group()) for w in words]
+    spaced = [text[a.end() : b.start()].isspace() for a, b in pairwise(words)]
     mentions: list[Mention] = []
     i = 0
     while i < len(words):
-        found = _phrase_at(words, i)
+        found = _phrase_at(keys, spaced, i)
         if found is None:
             i += 1
             continue
         n, category = found
-        if n == 1 and words[i].group().lower() in ADJECTIVES_BEFORE_MENTION and i + 1 < len(words):
-            nxt = _phrase_at(words, i + 1)
-            if nxt is not None and nxt[1] is not None:
-                i += 1
-                continue
+        if n == 1 and _qualifies(keys, spaced, i):
+            i += 1
+            continue
         if category is not None:
             start, end = words[i].start(), words[i + n - 1].end()
             mentions.append(Mention(start, end, text[start:end], category))
         i += n
-    return mentions
+    return _drop_cancelled(mentions)
 
 
 def mentioned_categories(text: str) -> set[str]:
@@ -124,34 +170,4 @@ def label_tokens(
                 kind = "correct" if m.category in truth else "hallucinated"
                 labels[k] = TokenLabel(m.category, kind, first, m.word)
                 first = False
-    return labels
-
-
-def parse_yes_no(text: str) -> str | None:
-    """``"yes"`` / ``"no"`` from an answer's first word (POPE's rule), else None."""
-    m = _WORD.search(text)
-    if m is None:
-        return None
-    word = m.group().lower()
-    return word if word in ("yes", "no") else None
-
-
-def label_yes_no(
-    offsets: Sequence[tuple[int, int]], text: str, expected: str, category: str
-) -> list[TokenLabel]:
-    """Label a yes/no answer: the token carrying the answer word gets the label.
-
-    A "yes" to an absent object is ``hallucinated``; a correct answer is ``correct``;
-    a wrong "no" (a miss, not a hallucination) and unparseable answers are ``none``.
-    """
-    labels = [TokenLabel(None, "none", False, "")] * len(offsets)
-    m = _WORD.search(text)
-    answer = parse_yes_no(text)
-    if m is None or answer is None:
-        return labels
-    kind = "correct" if answer == expected else ("hallucinated" if answer == "yes" else "none")
-    for k, (a, b) in enumerate(offsets):
-        if b > m.start() and a < m.end() and b > a:
-            labels[k] = TokenLabel(category, kind, True, m.group())
-            break
     return labels

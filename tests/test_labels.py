@@ -1,4 +1,5 @@
-"""CHAIR-style mentions (a table of cases) and token labels aligned to real tokenizer offsets."""
+"""CHAIR-style mentions (a table of cases, properties of the vocab rules) and token labels aligned
+to real tokenizer offsets. tests/test_chair_reference.py checks the reference's decisions at scale."""
 
 from __future__ import annotations
 
@@ -6,14 +7,22 @@ import pytest
 
 from lvsal_data import find_mentions
 from lvsal_data.labels import label_tokens
-from lvsal_data.vocab import COCO_CATEGORIES, SYNONYMS, pluralize, surface_forms
+from lvsal_data.vocab import (
+    ADJECTIVAL_USES,
+    COCO_CATEGORIES,
+    QUALIFIERS,
+    SYNONYMS,
+    pluralize,
+    surface_forms,
+)
 
-# (text, expected mentions in order as (surface word, category)).
+# (text, expected mentions in order as (surface word, category)), decided as the reference CHAIR
+# script decides unless a comment names the README row of a deliberate difference.
 CASES: list[tuple[str, list[tuple[str, str]]]] = [
     # plain names, singular and plural
     ("A dog sits on the grass.", [("dog", "dog")]),
     ("Two dogs run.", [("dogs", "dog")]),
-    ("Three knives lie on a board.", [("knives", "knife"), ("board", "surfboard")]),
+    ("Three knives lie on a board.", [("knives", "knife")]),
     ("The mice are pink.", [("mice", "mouse")]),
     ("Several buses wait.", [("buses", "bus")]),
     ("Two wine glasses and a bottle.", [("wine glasses", "wine glass"), ("bottle", "bottle")]),
@@ -48,19 +57,62 @@ CASES: list[tuple[str, list[tuple[str, str]]]] = [
     ("A baseball bat and a baseball glove.", [("baseball bat", "baseball bat"), ("baseball glove", "baseball glove")]),
     ("A cell phone on the dining table.", [("cell phone", "cell phone"), ("dining table", "dining table")]),
     ("A toilet seat is up.", [("toilet seat", "toilet")]),
-    ("A computer mouse next to a laptop.", [("computer mouse", "mouse"), ("laptop", "laptop")]),
-    ("A hot-dog stand.", [("hot-dog", "hot dog")]),
+    ("A laptop computer on a desk.", [("laptop computer", "laptop"), ("desk", "dining table")]),
+    ("A computer mouse next to a laptop.", [("computer mouse", "mouse"), ("laptop", "laptop")]),  # head-noun
+    ("A hot-dog stand.", [("hot-dog", "hot dog")]),  # hyphen-names
     ("A potted plant by the window.", [("potted plant", "potted plant")]),
     # head noun wins; adjectives before mentions name nothing
-    ("The dog bed is empty.", [("dog bed", "bed")]),
-    ("An orange cat sleeps.", [("cat", "cat")]),
+    ("The dog bed is empty.", [("dog bed", "bed")]),  # head-noun
+    ("An orange cat sleeps.", [("cat", "cat")]),  # orange-colour
+    ("A man in an orange shirt.", [("man", "person")]),  # orange-colour
     ("An orange and an apple.", [("orange", "orange"), ("apple", "apple")]),
-    ("A baby elephant follows its mother.", [("elephant", "elephant")]),
+    ("A baby elephant follows its mother.", [("elephant", "elephant"), ("mother", "person")]),
     ("A baby laughs.", [("baby", "person")]),
+    # qualifiers: "baby" / "adult" before an animal, "passenger" before a jet or train
+    ("Two adult giraffes graze.", [("giraffes", "giraffe")]),
+    ("A baby animal peeks out.", []),
+    ("Adults and a baby.", [("Adults", "person"), ("baby", "person")]),
+    ("A passenger jet and a passenger.", [("jet", "airplane"), ("passenger", "person")]),
+    # the seat of a toilet is no chair; other seats are
+    ("A toilet with the seat up.", [("toilet", "toilet")]),
+    ("Two seats face the toilets.", [("toilets", "toilet")]),
+    ("A seat by the table.", [("seat", "chair"), ("table", "dining table")]),
+    # a sport's name is no ball; the reference's list decides which words are objects at all
+    ("A man in a baseball cap.", [("man", "person")]),
+    ("Players chase the ball on a basketball court.", [("Players", "person"), ("ball", "sports ball")]),
+    ("A football stadium.", []),
+    # words the reference does not have name nothing
+    ("A dog at the screen door.", [("dog", "dog")]),
+    ("A satellite dish on the roof.", []),
+    ("A worker in gloves.", [("worker", "person")]),
+    ("The blades of a wind turbine.", []),
+    ("A sandwich in plastic wrap.", [("sandwich", "sandwich")]),
+    ("Plants near a power plant.", []),
+    ("A subway sandwich and fried chicken.", [("sandwich", "sandwich")]),
+    ("A bat in a cave.", []),
+    # one object, one mention
+    ("A flat screen tv.", [("tv", "tv")]),
+    ("A double decker bus.", [("bus", "bus")]),
+    ("A grizzly bear.", [("bear", "bear")]),
+    # a hyphenated compound is one word, which names nothing unless it spells a name
+    ("A man-made lake.", []),
+    ("A dog-friendly cafe.", []),
+    ("A carrot-colored cake.", [("cake", "cake")]),
+    ("A bird's-eye view of cars.", [("cars", "car")]),
+    ("A dog-eared book.", [("book", "book")]),
+    ("Two hot-dogs and a teddy-bear.", [("hot-dogs", "hot dog"), ("teddy-bear", "teddy bear")]),  # hyphen-names
+    ("The dog's bowl.", [("dog", "dog"), ("bowl", "bowl")]),
+    # a phrase never spans punctuation
+    ("It is hot. Dogs rest.", [("Dogs", "dog")]),
+    ("The toy is called Teddy. Bears roam.", [("Teddy", "teddy bear"), ("Bears", "bear")]),  # extra-names
+    # verbs are no objects; plurals are
+    ("A woman is seated.", [("woman", "person")]),  # verb-forms
+    ("People skiing.", [("People", "person")]),  # verb-forms
+    ("Two men by the parking meters.", [("men", "person"), ("parking meters", "parking meter")]),  # plurals
     # near misses and text with no object
     ("A hot tub in the garden.", []),
-    ("A glass of orange juice.", []),
-    ("The bus stop is crowded.", []),
+    ("A glass of orange juice.", []),  # near-miss
+    ("The bus stop is crowded.", []),  # near-miss
     ("Dogma is not a dog.", [("dog", "dog")]),
     ("The catalogue lists carpets.", []),
     ("A beautiful sunny day at the beach.", []),
@@ -82,8 +134,8 @@ def _spans(text: str, expected: list[tuple[str, str]]) -> list[tuple[int, int, s
     return out
 
 
-def test_at_least_forty_cases() -> None:
-    assert len(CASES) >= 40
+def test_at_least_eighty_cases() -> None:
+    assert len(CASES) >= 80
 
 
 @pytest.mark.parametrize("text,expected", CASES, ids=[c[0][:30] or "empty" for c in CASES])
@@ -99,6 +151,37 @@ def test_every_category_and_synonym_is_found() -> None:
             for form in (word, pluralize(word)):
                 cats = [m.category for m in find_mentions(f"I see {form} here.")]
                 assert cats == [name], (form, cats)
+
+
+def test_qualifiers_name_nothing_before_what_they_qualify() -> None:
+    for word, categories in QUALIFIERS.items():
+        for name in categories or COCO_CATEGORIES.values():
+            for form in (name, *SYNONYMS[name]):
+                cats = [m.category for m in find_mentions(f"I see a {word} {form} here.")]
+                assert cats == [name], (word, form, cats)
+        for after in ADJECTIVAL_USES.get(word, ()):
+            for form in (after, pluralize(after)):
+                cats = [m.category for m in find_mentions(f"I see a {word} {form} here.")]
+                assert cats == [], (word, form, cats)
+
+
+def test_hyphenated_compounds_are_one_word() -> None:
+    for phrase, category in surface_forms().items():
+        if category is None:
+            continue
+        if " " in phrase:  # a name spelt with hyphens is that name, one mention
+            text = f"I see a {phrase.replace(' ', '-')} here."
+            assert [(m.word, m.category) for m in find_mentions(text)] == [(phrase.replace(" ", "-"), category)]
+        else:  # an object word inside a compound names nothing
+            assert find_mentions(f"A {phrase}-friendly and {phrase}-shaped place.") == [], phrase
+
+
+def test_phrases_never_span_punctuation() -> None:
+    for phrase in surface_forms():
+        if " " in phrase:
+            for sep in (". ", ", ", " - "):
+                text = phrase.replace(" ", sep)
+                assert all(sep.strip() not in m.word for m in find_mentions(text)), text
 
 
 def test_no_phrase_names_two_categories() -> None:
