@@ -29,10 +29,10 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from lvsal_data.errors import InputError
-from lvsal_data.saliency import default_target_layers
+from lvsal_data.layers import default_target_layers
 from lvsal_data.store import Traces
 
-from .stats import bootstrap
+from lvsal_data.stats import bootstrap
 
 COLUMNS = ["sample_id", "image_id", "decoding", "position", "label", "mention_start", "sal_instruction",
            "sal_output", "len_instruction", "len_output"]

@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
-from .stats import bootstrap
+from lvsal_data.stats import bootstrap
 
 MODELS = ("logistic", "boosting")
 FORMAT = "lvsal-detector/1"
@@ -171,3 +171,28 @@ def load_detector(path: str | Path) -> tuple[HallucinationDetector, dict[str, An
     clf.classes_, clf.n_features_in_ = np.array(doc["classes"]), n
     det.pipeline_, det.classes_, det.n_features_in_ = pipe, np.array(doc["classes"]), n
     return det, doc
+
+
+def score_traces(detector_path: str | Path, traces_dir: str | Path) -> Any:
+    """Hallucination probabilities of a trace dataset's mention starts under a saved detector.
+
+    Returns:
+        A DataFrame of the mention starts (sample, image, position, token, object, label) with
+        ``p_hallucinated``.
+
+    Raises:
+        InputError: The traces give other features than the detector was fitted on.
+    """
+    from lvsal_data.store import open_traces
+
+    from .features import feature_matrix, load_tokens
+
+    detector, doc = load_detector(detector_path)
+    data = load_tokens(open_traces(traces_dir))
+    X, names = feature_matrix(data, doc["feature_set"])
+    if names != doc["feature_names"]:
+        raise InputError(f"{traces_dir} gives features that differ from the detector's "
+                         f"({len(names)} vs {len(doc['feature_names'])}): traced layers or stored columns differ")
+    frame = data.frame[["sample_id", "image_id", "position", "token", "object", "label"]].copy()
+    frame["p_hallucinated"] = detector.score_samples(X)
+    return frame

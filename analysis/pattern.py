@@ -16,7 +16,7 @@ import pandas as pd
 from lvsal_data.store import Traces
 
 from .features import TokenData, load_tokens
-from .stats import bootstrap
+from lvsal_data.stats import bootstrap
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

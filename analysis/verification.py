@@ -1,31 +1,27 @@
-"""Verify whether SGRS / LocoRE reduce hallucination, with confidence intervals.
+"""Compare decodings run on the same samples: do SGRS / LocoRE reduce hallucination?
 
-Every decoding runs on the same samples with the same ``max_new_tokens`` (through the
-collector, so each leaves a trace dataset); CHAIR (captions) and POPE (yes/no) come with
-bootstrap CIs, and each fix is compared with greedy by a paired bootstrap over the shared
-samples (difference, CI, two-sided p-value). Nothing is tuned here: the report says "no
-significant effect" wherever the interval of the difference contains zero.
+Reads one trace dataset per decoding (``lvsal verify``, :mod:`lvsal_data.commands.verification`,
+collects them); CHAIR (captions) and POPE (yes/no) come with bootstrap CIs over images, and each
+fix is compared with greedy by a paired bootstrap over the shared images (difference, CI,
+two-sided p-value). Nothing is tuned here: the report says "no significant effect" wherever the
+interval of the difference contains zero, and gives a metric without a better direction
+(yes-ratio, length) no better or worse.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
-from lvsal_data.io import atomic_write_text
+from lvsal_data.metrics import (CHAIR_METRICS, POPE_METRICS, caption_results, chair, chair_arrays, chair_statistic,
+                                format_estimate, image_groups, pope, pope_arrays, pope_statistic, yesno_results)
+from lvsal_data.stats import paired_difference
 from lvsal_data.store import open_traces
-
 from lvsal_data.yesno import REFERENCE
 
-from .metrics import (CHAIR_METRICS, POPE_METRICS, caption_results, chair, chair_arrays, chair_statistic, image_groups,
-                      pope, pope_arrays, pope_statistic, yesno_results)
-from .stats import paired_difference
-
-LOWER_IS_BETTER = {"chair_s", "chair_i"}
 
 
 def samples_by_decoding(folders: dict[str, Path]) -> dict[str, pd.DataFrame]:
@@ -79,6 +75,25 @@ def compare(tables: dict[str, pd.DataFrame], baseline: str = "greedy", resamples
     return out
 
 
+#: Metrics for which a lower value is better; the others with a direction are higher-is-better.
+LOWER_IS_BETTER = frozenset({"chair_s", "chair_i"})
+HIGHER_IS_BETTER = frozenset({"recall", "pope_accuracy", "pope_precision", "pope_recall", "pope_f1"})
+
+
+def verdict(d: dict[str, float], key: str) -> str:
+    """The reading of a paired difference (fix minus greedy) of metric ``key``, in words."""
+    if not all(np.isfinite([d["value"], d["ci_low"], d["ci_high"]])):
+        return "undefined (too few samples to tell)"
+    if d["ci_low"] <= 0 <= d["ci_high"]:
+        return "no significant effect"
+    if key in LOWER_IS_BETTER or key in HIGHER_IS_BETTER:
+        better = (d["value"] < 0) == (key in LOWER_IS_BETTER)
+        return "significantly " + ("better" if better else "worse")
+    if key == "length":
+        return "significantly " + ("shorter" if d["value"] < 0 else "longer")
+    return "significantly " + ("lower" if d["value"] < 0 else "higher")  # a metric with no better direction
+
+
 def reading(metrics: dict[str, Any], keys: Sequence[str]) -> list[str]:
     """Plain-words sentences about each fix's effect against greedy."""
     lines = []
@@ -88,14 +103,8 @@ def reading(metrics: dict[str, Any], keys: Sequence[str]) -> list[str]:
                 continue
             d = diffs[key]
             scale, unit = (1, " tokens") if key == "length" else (100, " points")
-            span = f"{scale * d['value']:+.1f}{unit} [{scale * d['ci_low']:+.1f}, {scale * d['ci_high']:+.1f}], p = {d['p_value']:.3f}"
-            if d["ci_low"] <= 0 <= d["ci_high"]:
-                verdict = "no significant effect"
-            else:
-                better = (d["value"] < 0) == (key in LOWER_IS_BETTER)
-                verdict = "significantly " + ("better" if better else "worse") if key not in ("length",) else \
-                    "significantly " + ("shorter" if d["value"] < 0 else "longer")
-            lines.append(f"- **{name}** vs greedy, {key}: {span}: {verdict}.")
+            span = f"{format_estimate(d, scale=scale, signed=True)}{unit}, p = {d['p_value']:.3f}"
+            lines.append(f"- **{name}** vs greedy, {key}: {span}: {verdict(d, key)}.")
     return lines
 
 
@@ -109,8 +118,7 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any]) -> str:
         cells = []
         for k in keys:
             e = metrics[d].get(k)
-            s = 1 if k == "length" else 100
-            cells.append("" if e is None else f"{s * e['value']:.1f} [{s * e['ci_low']:.1f}, {s * e['ci_high']:.1f}]")
+            cells.append("" if e is None else format_estimate(e, scale=1 if k == "length" else 100))
         rows.append(f"| {d} | {metrics[d]['n']} | " + " | ".join(cells) + " |")
     words = reading(metrics, keys)
     sgrs = [f"- {d}: SGRS rejected a candidate at {100 * metrics[d]['sgrs_rejection_rate']:.1f}% of steps and fell "
@@ -125,68 +133,10 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any]) -> str:
         "# Verification of SGRS / LocoRE", "",
         f"Model `{meta['model']}`, data `{meta['data']}`, max_new_tokens {meta['max_new_tokens']}, seed {meta['seed']}; "
         f"every decoding on the same {metrics[decodings[0]]['n']} samples. Rates in %, length in tokens; "
-        "95% bootstrap intervals over samples.", "",
+        "95% bootstrap intervals over images.", "",
         head, rule, *rows, "",
         "## Reading (paired bootstrap against greedy)", "",
         *(words or ["- Only one decoding: nothing to compare."]), "",
         *sgrs, "",
         "An interval that contains zero means the data cannot tell the fix from greedy decoding.", "",
     ])
-
-
-@dataclass
-class VerifyResult:
-    metrics: dict[str, Any]
-    out: Path
-    folders: dict[str, Path] = field(default_factory=dict)
-
-
-def verify(model: str, data: str, out: str | Path, decodings: Sequence[str] = ("greedy", "sgrs", "locore", "sgrs+locore"),
-           limit: int | None = None, seed: int = 0, max_new_tokens: int | None = None, options: Any = None,
-           lvlm: Any = None, resume: bool = False, progress: bool = True, device: str | None = None,
-           dtype: str | None = None, lookback_heads: bool = False, system_prompt: str | None = None) -> VerifyResult:
-    """Run each decoding through the collector and write metrics.json, report.md and plots.
-
-    A non-empty ``out`` is refused unless ``resume``; resuming runs the collector's own check
-    that each decoding's traces were made with the same settings (it refuses a mismatch), so
-    old traces are never reported under a new header. ``lookback_heads`` keeps the per-head
-    attention columns in the traces (for detectors fitted on traces that have them)."""
-    from lvsal_data.collect import CollectConfig, collect
-    from lvsal_data.decoding import DecodingOptions
-    from lvsal_data.errors import InputError
-    from lvsal_data.models import load_lvlm
-    from lvsal_data.store import check_output_folder
-
-    from . import plots
-
-    if "greedy" not in decodings:
-        raise InputError("--decodings must include greedy (the baseline of the comparison)")
-    out = Path(out)
-    check_output_folder(out, resume)  # before the model loads: refusing must be quick
-    options = options or DecodingOptions()
-    if lvlm is None:
-        lvlm = load_lvlm(model, device=device, dtype=dtype)
-    folders = {}
-    for name in decodings:
-        folder = out / "traces" / name.replace("+", "_")
-        cfg = CollectConfig(**{**asdict(options), "model": model, "data": data, "out": str(folder), "decoding": name,
-                               "limit": limit, "max_new_tokens": max_new_tokens, "seed": seed,
-                               "resume": resume, "device": device, "dtype": dtype, "system_prompt": system_prompt,
-                               "lookback_heads": lookback_heads})
-        collect(cfg, lvlm=lvlm, progress=progress)  # resuming a finished decoding checks it and writes nothing new
-        folders[name] = folder
-    metrics = compare(samples_by_decoding(folders), random_state=seed)
-    manifests = {k: open_traces(v).manifest for k, v in folders.items()}
-    meta = {"model": model, "data": data, "max_new_tokens": manifests["greedy"]["max_new_tokens"], "seed": seed,
-            "protocol": manifests["greedy"].get("protocol"), "decodings": list(decodings),
-            "traces": {k: str(v) for k, v in folders.items()},
-            "decoding_params": {k: m["decoding"]["params"] for k, m in manifests.items()}}
-    metrics["meta"] = meta
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
-    atomic_write_text(out / "report.md", report_markdown(metrics, meta))
-    decs = [d for d in metrics if d not in ("vs_greedy", "meta")]
-    keys = tuple(k for k in ("chair_s", "chair_i", "recall", "pope_f1") if any(k in metrics[d] for d in decs))
-    if keys:
-        plots.save(plots.effects_figure(metrics, keys), out / "effects.png")
-    return VerifyResult(metrics, out, folders)

@@ -19,7 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lvsal_data.collect import CollectConfig, collect  # noqa: E402
+from lvsal_data.collect import collect  # noqa: E402
+from lvsal_data.config import CollectConfig  # noqa: E402
 from lvsal_data.models import load_lvlm  # noqa: E402
 from lvsal_data.store import open_traces  # noqa: E402
 from lvsal_data.testing import tiny_llava, tiny_llava_processor  # noqa: E402

@@ -24,21 +24,78 @@ The two products with the constant past, ``q @ K^T`` and ``A @ V``, run through
 K copies (autograd's built-in rule for a batched gradient times an unbatched operand does; it
 was a third of the batched backward on the LLaVA-1.5-shaped benchmark).
 
-The function (name ``lvsal_eager``) is registered with transformers' ``AttentionInterface``;
-:class:`~lvsal_data.saliency.SaliencyEngine` switches a model to it only for its own steps, and
-LocoRE's attention function shares :func:`attention_scores` and :func:`attend`.
+The function (name ``lvsal_eager``) is registered with transformers' ``AttentionInterface``.
+:func:`scope` is the one way a model is switched to it: a context manager that sets the language
+model's attention implementation and an :class:`AttentionState` on its config, and restores the
+previous ones on exit, so scopes nest (the saliency engine's steps inside a LocoRE scope). A
+state carries optional hooks on the pre-softmax scores and the post-softmax weights: that is how
+LocoRE plugs in (:mod:`lvsal_data.decoding.locore`) without a function of its own.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
+from .errors import UnsupportedModelError
+
 NAME = "lvsal_eager"
+#: Attention implementations whose post-softmax weights are in the graph.
+EAGER_COMPATIBLE = frozenset({"eager", NAME})
 _LIVE = "_lvsal_live"
 _USED = "_lvsal_used"
+_STATE = "_lvsal_attention"
+
+ScoresHook = Callable[[nn.Module, Tensor], Tensor]  # (attention module, (batch, heads, q, k) scores) -> scores
+
+
+@dataclass(frozen=True)
+class AttentionState:
+    """What :func:`eager_attention_forward` adds to eager attention inside a :func:`scope`.
+
+    Attributes:
+        scores_hook: Applied to the masked pre-softmax scores ``(batch, heads, q, k)``.
+        weights_hook: Applied to the post-softmax weights.
+    """
+
+    scores_hook: ScoresHook | None = None
+    weights_hook: ScoresHook | None = None
+
+
+@contextmanager
+def scope(model: Any, **changes: Any) -> Iterator[AttentionState]:
+    """Run ``model``'s language model with :func:`eager_attention_forward` inside the block.
+
+    Args:
+        model: An LVLM whose language model runs eager attention (or is in an outer scope).
+        changes: :class:`AttentionState` fields to set on top of the enclosing scope's state.
+
+    Restores the previous attention implementation and state on exit, whatever they were.
+
+    Raises:
+        UnsupportedModelError: The language model runs an attention that gives no weights.
+    """
+    config = model.config.get_text_config()
+    previous_impl = config._attn_implementation
+    if previous_impl not in EAGER_COMPATIBLE:
+        raise UnsupportedModelError(f"saliency and LocoRE need eager attention, the model runs {previous_impl!r}")
+    previous_state = getattr(config, _STATE, None)
+    state = replace(previous_state or AttentionState(), **changes)
+    register(NAME, eager_attention_forward)
+    config._attn_implementation = NAME
+    setattr(config, _STATE, state)
+    try:
+        yield state
+    finally:
+        config._attn_implementation = previous_impl
+        if previous_state is None:
+            delattr(config, _STATE)
+        else:
+            setattr(config, _STATE, previous_state)
 
 
 def mark_live(full: Tensor, new: Tensor) -> Tensor:
@@ -126,11 +183,17 @@ def eager_attention_forward(
     module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
     scaling: float, dropout: float = 0.0, **kwargs: Any,
 ) -> tuple[Tensor, Tensor]:
-    """transformers' Llama / Qwen2 eager attention, operation for operation, with the live rows."""
+    """transformers' Llama / Qwen2 eager attention, operation for operation, with the live rows
+    and the hooks of the enclosing :func:`scope`."""
+    state: AttentionState = getattr(module.config, _STATE, None) or AttentionState()
     weights = attention_scores(module, query, key, scaling)
     if attention_mask is not None:
         weights = weights + attention_mask
+    if state.scores_hook is not None:
+        weights = state.scores_hook(module, weights)
     weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    if state.weights_hook is not None:
+        weights = state.weights_hook(module, weights)
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     out = attend(module, weights, value)
     return out.transpose(1, 2).contiguous(), weights
@@ -147,4 +210,5 @@ def register(name: str, function: Any) -> None:
         AttentionMaskInterface.register(name, eager_mask)  # without it transformers builds no causal mask
 
 
-__all__ = ["NAME", "attend", "attention_scores", "eager_attention_forward", "mark_live", "register", "was_used"]
+__all__ = ["AttentionState", "EAGER_COMPATIBLE", "NAME", "attend", "attention_scores", "eager_attention_forward",
+           "mark_live", "register", "scope", "was_used"]

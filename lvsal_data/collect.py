@@ -1,10 +1,11 @@
 """The collector: run an LVLM over a source and write a trace dataset.
 
-One typed config (:class:`CollectConfig`) drives a run; the CLI is built from it and it is
-written into the manifest. Under ``torchrun`` / ``accelerate launch`` each rank takes every
-``world_size``-th sample and writes its own shards into the same folder; rank 0 merges the
-manifest after a barrier. Each sample's randomness comes from a seed derived from (seed,
-sample id), so the rows do not depend on how samples are split over ranks or resumed.
+One typed config (:class:`~lvsal_data.config.CollectConfig`) drives a run; its settings are
+resolved once (:func:`resolve_run`) and written into the manifest. Under ``torchrun`` /
+``accelerate launch`` each rank takes every ``world_size``-th sample and writes its own shards
+into the same folder; rank 0 merges the manifest after a barrier. Each sample's randomness comes
+from a seed derived from (seed, sample id), so the rows do not depend on how samples are split
+over ranks or resumed.
 """
 
 from __future__ import annotations
@@ -16,65 +17,26 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from .decoding import SGRS_ALPHA, SGRS_WINDOW, Decoder, DecodingOptions, build_decoder, load_calibration, with_calibration
+from .config import DEFAULT_MAX_NEW_TOKENS, CollectConfig, load_calibration, sgrs_settings, with_calibration
+from .decoding import Decoder, build_decoder
 from .errors import InputError
+from .layers import default_target_layers
 from .models import LVLM, load_lvlm
 from .prompts import resolve_system_prompt
 from .records import build_rows
-from .saliency import default_target_layers
 from .schema import tokens_schema
-from .sources import ImageLoadError, Sample, open_source
+from .sources import ImageLoadError, Sample, Source, open_source
 from .store import ShardWriter, check_output_folder, merge_manifest
 from .tracing import trace_generate
 
 log = logging.getLogger(__name__)
-
-
-#: Answer length cap when neither the option nor the source's protocol sets one.
-DEFAULT_MAX_NEW_TOKENS = 64
-
-
-@dataclass
-class CollectConfig(DecodingOptions):
-    """Everything that defines a collection run (written into the manifest)."""
-
-    model: str = field(default="organism", metadata={"help": "local folder, Hub id, or 'organism'"})
-    data: str = field(default="synthetic", metadata={"help": "synthetic[:k=v,..], coco:DIR, pope:FILE, amber:DIR or a dataset folder"})
-    out: str = field(default="traces", metadata={"help": "output dataset folder"})
-    decoding: str = field(default="greedy", metadata={"help": "decoding strategy", "choices": "decodings"})
-    limit: int | None = field(default=None, metadata={"help": "at most N samples"})
-    max_new_tokens: int | None = field(default=None, metadata={
-        "help": f"answer length cap, the same for every method (default: the source protocol's, e.g. 512 for "
-                f"coco, 128 for pope; else {DEFAULT_MAX_NEW_TOKENS})"})
-    system_prompt: str | None = field(default=None, metadata={
-        "help": "system message before each prompt: TEXT, or 'none' (default: the model's standard one, e.g. "
-                "Vicuna's for LLaVA-1.5; none for the organism)"})
-    seed: int = field(default=0, metadata={"help": "seed of sampling decodings"})
-    resume: bool = field(default=False, metadata={"help": "continue a killed run in --out"})
-    store_rows: bool = field(default=False, metadata={"help": "keep each token's layer-mean saliency row (float16)"})
-    lookback_heads: bool = field(default=False, metadata={"help": "keep per-head Lookback-Lens ratios"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 (default: cuda if available)"})
-    dtype: str | None = field(default=None, metadata={"help": "float32, float16 or bfloat16"})
-    layers: list[int] | None = field(default=None, metadata={"help": "traced layers (default: all)"})
-    target_layers: list[int] | None = field(default=None, metadata={
-        "help": "Eq. 6 layers (default: the calibration's, else floor(6L/32)..floor(8L/32))"})
-    shard_size: int = field(default=32, metadata={"help": "samples per Parquet shard"})
-    revision: str | None = field(default=None, metadata={"help": "model revision on the Hub"})
-    trust_remote_code: bool = field(default=False, metadata={"help": "allow the model repository's own code"})
-
-    def run_identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the original."""
-        d = asdict(self)
-        for key in ("resume", "out", "device"):
-            d.pop(key)
-        return d
 
 
 def sample_seed(seed: int, sample_id: str) -> int:
@@ -114,6 +76,31 @@ def _chunks(items: Sequence[Sample], size: int) -> Iterator[tuple[int, Sequence[
 
 
 @dataclass
+class RunSettings:
+    """A run's settings, resolved once from its config, its calibration, its source and its model."""
+
+    max_new_tokens: int
+    system_prompt: str | None
+    layers: list[int]
+    target_layers: list[int]
+    notes: list[str]  # explicit options that overrode the calibration, one line each
+
+
+def resolve_run(cfg: CollectConfig, source: Source, lvlm: LVLM, calibration: dict[str, Any] | None) -> RunSettings:
+    """Resolve every setting of a run once: an explicit option, else the calibration file, else
+    the source's protocol, else the default."""
+    n_layers = lvlm.num_layers
+    target, note = with_calibration("--target-layers", cfg.target_layers, calibration, "target_layers",
+                                    default_target_layers(n_layers))
+    notes = sgrs_settings(cfg, calibration)[2] + ([note] if note else [])
+    return RunSettings(
+        max_new_tokens=cfg.max_new_tokens or source.protocol().get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS,
+        system_prompt=resolve_system_prompt(cfg.system_prompt, lvlm.standard_system_prompt),
+        layers=list(cfg.layers) if cfg.layers is not None else list(range(n_layers)),
+        target_layers=[int(l) for l in target], notes=notes)
+
+
+@dataclass
 class RunSummary:
     out: Path
     samples: int = 0
@@ -130,7 +117,7 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
     Args:
         cfg: The run's configuration.
         lvlm: An already loaded model (default: ``load_lvlm(cfg.model, ...)``).
-        decoder: A configured decoder (default: ``DECODINGS[cfg.decoding]()``).
+        decoder: A configured decoder (default: ``cfg.decoding`` built from ``cfg``).
         progress: Show a progress bar.
 
     Returns:
@@ -147,27 +134,16 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
     if rank == 0:
         check_output_folder(cfg.out, cfg.resume)  # before the model loads: refusing must be quick
     calibration = load_calibration(cfg.calibration) if cfg.calibration else None
-    notes = [note for note in (with_calibration("--sgrs-alpha", cfg.sgrs_alpha, calibration, "alpha", SGRS_ALPHA)[1],
-                               with_calibration("--sgrs-window", cfg.sgrs_window, calibration, "window", SGRS_WINDOW)[1])
-             if note]
     decoder = decoder or build_decoder(cfg.decoding, cfg, calibration)
     source = open_source(cfg.data)
-    protocol = source.protocol()
-    max_new_tokens = cfg.max_new_tokens or protocol.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS
     samples = list(source)
     if cfg.limit is not None:
         samples = samples[: cfg.limit]
     device = cfg.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     lvlm = lvlm or load_lvlm(cfg.model, device=device, dtype=cfg.dtype, revision=cfg.revision,
                              trust_remote_code=cfg.trust_remote_code)
-    system_prompt = resolve_system_prompt(cfg.system_prompt, lvlm.standard_system_prompt)
-    n_layers = lvlm.num_layers
-    layers = cfg.layers if cfg.layers is not None else list(range(n_layers))
-    target, note = with_calibration("--target-layers", cfg.target_layers, calibration, "target_layers",
-                                    default_target_layers(n_layers))
-    target = [int(l) for l in target]
-    notes += [note] if note else []
-    for note in notes if rank == 0 else ():
+    settings = resolve_run(cfg, source, lvlm, calibration)
+    for note in settings.notes if rank == 0 else ():
         log.warning(note)
 
     identity = {**cfg.run_identity(), "decoding_params": decoder.params(), "world_size": world}
@@ -178,12 +154,38 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
     if dist:
         torch.distributed.barrier()
     writer.open()
+    summary = _run_shards(cfg, lvlm, decoder, settings, writer, samples[rank::world],
+                          desc=f"collect[{rank}]" if dist else "collect", progress=progress)
+    if dist:
+        torch.distributed.barrier()
+    if rank == 0:
+        summary.manifest = merge_manifest(Path(cfg.out), _provenance(cfg, lvlm, source, decoder, settings))
+        from .hub import write_card
 
-    mine = samples[rank::world]
+        write_card(Path(cfg.out))
+    return summary
+
+
+def trace_sample(cfg: CollectConfig, lvlm: LVLM, decoder: Decoder, settings: RunSettings, sample: Sample,
+                 image: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Token rows and the sample row of one sample with its loaded image."""
+    prepared = lvlm.prepare(image, sample.prompt, settings.system_prompt)
+    seed = sample_seed(cfg.seed, sample.id)
+    trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, decoder,
+                           max_new_tokens=settings.max_new_tokens, layers=settings.layers,
+                           target_layers=settings.target_layers, generator=torch.Generator().manual_seed(seed),
+                           keep_rows=cfg.store_rows, lookback=cfg.lookback_heads)
+    return build_rows(sample, trace, prepared.spans, lvlm.tokenizer, cfg.decoding, seed, cfg.store_rows,
+                      cfg.lookback_heads)
+
+
+def _run_shards(cfg: CollectConfig, lvlm: LVLM, decoder: Decoder, settings: RunSettings, writer: ShardWriter,
+                mine: Sequence[Sample], desc: str, progress: bool) -> RunSummary:
+    """Trace this rank's samples shard by shard, skipping the shards a resumed run has."""
     summary = RunSummary(out=Path(cfg.out))
     started = time.time()
     hall = mentions = 0
-    bar = tqdm(total=len(mine), desc=f"collect[{rank}]" if dist else "collect", unit="sample", disable=not progress)
+    bar = tqdm(total=len(mine), desc=desc, unit="sample", disable=not progress)
     for index, chunk in _chunks(mine, cfg.shard_size):
         if writer.is_done(index):
             bar.update(len(chunk))
@@ -199,46 +201,38 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
                 tqdm.write(f"skipped {sample.id}: {err}")
                 bar.update(1)
                 continue
-            prepared = lvlm.prepare(image, sample.prompt, system_prompt)
-            seed = sample_seed(cfg.seed, sample.id)
-            trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, decoder,
-                                   max_new_tokens=max_new_tokens, layers=layers, target_layers=target,
-                                   generator=torch.Generator().manual_seed(seed), keep_rows=cfg.store_rows,
-                                   lookback=cfg.lookback_heads)
-            toks, srow = build_rows(sample, trace, prepared.spans, lvlm.tokenizer, cfg.decoding, seed,
-                                    cfg.store_rows, cfg.lookback_heads)
+            toks, srow = trace_sample(cfg, lvlm, decoder, settings, sample, image)
             token_rows += toks
             sample_rows.append(srow)
             summary.tokens += len(toks)
             hall += srow["n_hallucinated_mentions"]
             mentions += srow["n_mentions"]
             elapsed = max(time.time() - started, 1e-9)
-            bar.set_postfix(tok_s=f"{summary.tokens / elapsed:.1f}",
-                            hall=f"{hall / mentions:.1%}" if mentions else "n/a")
+            bar.set_postfix(tok_s=f"{summary.tokens / elapsed:.1f}", hall=f"{hall / mentions:.1%}" if mentions else "n/a")
             bar.update(1)
         writer.write_shard(index, token_rows, sample_rows, skipped)
         summary.samples += len(sample_rows)
         summary.skipped += len(skipped)
     bar.close()
     summary.seconds = time.time() - started
-    if dist:
-        torch.distributed.barrier()
-    if rank == 0:
-        extra = {
-            "model": {"id": cfg.model, "revision": cfg.revision, "class": type(lvlm.model).__name__,
-                      "model_type": lvlm.model.config.model_type, "dtype": str(lvlm.dtype).replace("torch.", ""),
-                      "num_layers": n_layers, "num_heads": lvlm.model.config.get_text_config().num_attention_heads},
-            "layers": layers, "target_layers": target,
-            "source": {"spec": cfg.data, **source.describe()},
-            "protocol": {**protocol, "max_new_tokens": max_new_tokens, "system_prompt": system_prompt,
-                         "chat_template_example": lvlm.chat_prompt("{prompt}", system_prompt)},
-            "decoding": {"name": cfg.decoding, "params": decoder.params()},
-            "settings_notes": notes,
-            "max_new_tokens": max_new_tokens, "seed": cfg.seed,
-            "versions": versions(), "git": git_hash(), "command": " ".join(sys.argv),
-        }
-        summary.manifest = merge_manifest(Path(cfg.out), extra)
-        from .hub import write_card
-
-        write_card(Path(cfg.out))
     return summary
+
+
+def _provenance(cfg: CollectConfig, lvlm: LVLM, source: Source, decoder: Decoder,
+                settings: RunSettings) -> dict[str, Any]:
+    """What the manifest records besides the shards: model, settings, source, protocol, versions."""
+    text = lvlm.model.config.get_text_config()
+    return {
+        "model": {"id": cfg.model, "revision": cfg.revision, "class": type(lvlm.model).__name__,
+                  "model_type": lvlm.model.config.model_type, "dtype": str(lvlm.dtype).replace("torch.", ""),
+                  "num_layers": lvlm.num_layers, "num_heads": text.num_attention_heads},
+        "layers": settings.layers, "target_layers": settings.target_layers,
+        "source": {"spec": cfg.data, **source.describe()},
+        "protocol": {**source.protocol(), "max_new_tokens": settings.max_new_tokens,
+                     "system_prompt": settings.system_prompt,
+                     "chat_template_example": lvlm.chat_prompt("{prompt}", settings.system_prompt)},
+        "decoding": {"name": cfg.decoding, "params": decoder.params()},
+        "settings_notes": settings.notes,
+        "max_new_tokens": settings.max_new_tokens, "seed": cfg.seed,
+        "versions": versions(), "git": git_hash(), "command": " ".join(sys.argv),
+    }

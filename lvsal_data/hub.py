@@ -33,7 +33,7 @@ def _fmt(e: dict[str, float], pct: bool) -> str:
 
 def headline_metrics(traces: Traces) -> dict[str, Any]:
     """CHAIR (captions) and POPE (yes/no) of the dataset's samples table, with CIs."""
-    from analysis.metrics import caption_results, chair, pope, yesno_results
+    from .metrics import caption_results, chair, pope, yesno_results
 
     df = traces.pandas("samples")
     out: dict[str, Any] = {}

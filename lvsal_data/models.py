@@ -1,8 +1,7 @@
 """Load any supported HF LVLM for tracing and find the token spans of its prompts.
 
-Per-architecture knowledge lives in one table, :data:`ARCHITECTURES`; everything else is
-read from the real token layout (never from constants such as 576 image tokens or 35 system
-tokens, which is how the original release broke on other models).
+Per-family knowledge lives in one table, :data:`lvsal_data.families.FAMILIES`; everything here
+reads the real token layout.
 """
 
 from __future__ import annotations
@@ -12,65 +11,12 @@ from typing import Any
 
 import torch
 
+from .attention import EAGER_COMPATIBLE
 from .errors import InputError, UnsupportedModelError
-from .prompts import VICUNA_SYSTEM_PROMPT
-
-#: Attention implementations that return the post-softmax weights in the graph (LocoRE's is eager
-#: plus its boost).
-EAGER_COMPATIBLE = frozenset({"eager", "lvsal_eager", "lvsal_locore"})
+from .families import family_of
 
 #: Name that resolves to the organism shipped inside the package.
 ORGANISM = "organism"
-
-
-@dataclass(frozen=True)
-class ArchInfo:
-    """What the toolkit must know about one model family.
-
-    Attributes:
-        family: Human-readable family name.
-        mrope: Whether positions are multimodal RoPE (3-D), computed by the model itself.
-        image_markers: Config attributes naming tokens that wrap the image run.
-        marker_tokens: Token strings that wrap or break up the image run (looked up in the
-            tokenizer). With the processor's own ``image_token_ids`` and ``image_markers``
-            they make the image segment: the run from the first to the last image token,
-            widened over adjacent markers.
-        system_prompt: The family's standard system prompt, sent unless the user chooses
-            another (``--system-prompt``); None: the chat template's own default, if any.
-    """
-
-    family: str
-    mrope: bool = False
-    image_markers: tuple[str, ...] = ()
-    marker_tokens: tuple[str, ...] = ()
-    system_prompt: str | None = None
-
-
-#: model_type -> ArchInfo. Add a family here; no other module needs to change.
-ARCHITECTURES: dict[str, ArchInfo] = {
-    "llava": ArchInfo("LLaVA", system_prompt=VICUNA_SYSTEM_PROMPT),
-    "llava_next": ArchInfo("LLaVA-NeXT"),
-    "qwen2_vl": ArchInfo("Qwen2-VL", mrope=True, image_markers=("vision_start_token_id", "vision_end_token_id")),
-    "qwen2_5_vl": ArchInfo("Qwen2.5-VL", mrope=True, image_markers=("vision_start_token_id", "vision_end_token_id")),
-    "internvl": ArchInfo("InternVL", marker_tokens=("<img>", "</img>")),
-}
-
-
-def arch_info(config: Any) -> ArchInfo:
-    """Look up the :class:`ArchInfo` of a model config.
-
-    Raises:
-        UnsupportedModelError: The model type is not in :data:`ARCHITECTURES`.
-    """
-    model_type = getattr(config, "model_type", None)
-    try:
-        return ARCHITECTURES[model_type]
-    except KeyError:
-        valid = ", ".join(sorted(ARCHITECTURES))
-        raise UnsupportedModelError(
-            f"model_type {model_type!r} is not a supported LVLM family; supported: {valid}. "
-            "Add an ArchInfo entry to lvsal_data.models.ARCHITECTURES to support it."
-        ) from None
 
 
 def image_token_id(config: Any) -> int:
@@ -94,7 +40,7 @@ def image_marker_ids(config: Any, processor: Any = None) -> frozenset[int]:
     family's marker config attributes, the processor's ``image_token_ids`` (transformers lists
     InternVL's ``<img>`` / ``</img>`` and Pixtral's break / end tokens there), and the family's
     marker token strings as the tokenizer knows them."""
-    info = arch_info(config)
+    info = family_of(config)
     ids = {getattr(config, name, None) for name in info.image_markers}
     if processor is not None:
         ids.update(getattr(processor, "image_token_ids", None) or ())
@@ -325,7 +271,7 @@ def load_lvlm(
     path = _resolve(name_or_path)
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     config = AutoConfig.from_pretrained(path, **kwargs)
-    arch_info(config)  # fail before downloading weights
+    family_of(config)  # fail before downloading weights
     try:
         model = AutoModelForImageTextToText.from_pretrained(
             path, attn_implementation="eager", dtype=torch_dtype, **kwargs
@@ -338,7 +284,7 @@ def load_lvlm(
     model.to(device).eval()
     processor = AutoProcessor.from_pretrained(path, **kwargs)
     # the organism was trained without a system prompt; every other model gets its family's standard one
-    standard = None if name_or_path == ORGANISM else arch_info(config).system_prompt
+    standard = None if name_or_path == ORGANISM else family_of(config).system_prompt
     return LVLM(model=model, processor=processor, name=name_or_path, revision=revision,
                 standard_system_prompt=standard)
 
@@ -353,4 +299,4 @@ def check_eager(model: Any) -> None:
         )
 
 
-__all__ = ["ARCHITECTURES", "ArchInfo", "LVLM", "Prepared", "Spans", "find_spans", "load_lvlm", "check_eager"]
+__all__ = ["LVLM", "Prepared", "Spans", "find_spans", "load_lvlm", "check_eager"]

@@ -25,6 +25,7 @@ check the rows against the plain path and brute force).
 from __future__ import annotations
 
 import inspect
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -33,23 +34,8 @@ from torch import Tensor
 
 from . import attention
 from .errors import InputError, UnsupportedModelError
+from .layers import default_target_layers
 from .models import check_eager, num_text_layers
-
-
-def default_target_layers(num_layers: int) -> list[int]:
-    """The paper's middle band, scaled: layers floor(6L/32) .. floor(8L/32) inclusive.
-
-    For LLaVA-1.5-7B (L=32) this is the release's 6, 7, 8.
-
-    Example:
-        >>> default_target_layers(32)
-        [6, 7, 8]
-        >>> default_target_layers(4)
-        [0, 1]
-    """
-    if num_layers < 1:
-        raise InputError(f"num_layers must be >= 1, got {num_layers}")
-    return list(range((6 * num_layers) // 32, (8 * num_layers) // 32 + 1))
 
 
 def normalized_saliency(attn: Tensor, grad: Tensor) -> Tensor:
@@ -304,20 +290,13 @@ class SaliencyEngine:
             else:
                 self._positions = self._positions[..., -1:] + 1  # generate()'s rule: the last position plus one
             kwargs["position_ids"] = self._positions
-        config = model.config.get_text_config()
-        swap = self.fast and config._attn_implementation == "eager"
-        if swap:
-            attention.register(attention.NAME, attention.eager_attention_forward)
-            config._attn_implementation = attention.NAME
         try:
-            with torch.enable_grad():
+            with torch.enable_grad(), attention.scope(model) if self.fast else nullcontext():
                 embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
                 out = model(inputs_embeds=embeds, use_cache=True, output_attentions=True,
                             **{self._cache_kw: self._cache}, **kwargs)
             self._live_used = all(attention.was_used(v) for v in self._handed)
         finally:
-            if swap:
-                config._attn_implementation = "eager"
             self._handed.clear()  # keep no reference to this step's graph past the forward
         attentions = out.attentions
         if attentions is None or any(attentions[l] is None for l in self.layers):

@@ -7,7 +7,6 @@ from the same step (see :mod:`lvsal_data.saliency`).
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -16,10 +15,10 @@ import torch
 
 from .aggregates import TokenSummary, summarize
 from .decoding.base import Context, Decoder, Greedy
-from .decoding.locore import locore
 from .errors import InputError
 from .models import Spans, num_text_layers
-from .saliency import SaliencyEngine, default_target_layers
+from .layers import default_target_layers
+from .saliency import SaliencyEngine
 
 
 @dataclass
@@ -115,8 +114,7 @@ def trace_generate(
     decoder = decoder or Greedy()
     decoder.reset(Context(spans=spans, target=target_idx, generator=generator))
 
-    scope = locore(model, spans.answer_start, decoder.locore) if decoder.locore is not None else nullcontext()
-    with scope:
+    with decoder.attention(model, spans.answer_start):
         tokens, stopped = _decode(model, inputs, spans, decoder, layers, target_idx, stop, max_new_tokens,
                                   keep_rows, lookback)
     return Trace(tokens=tokens, layers=layers, target_layers=target_layers, stopped_by_eos=stopped)

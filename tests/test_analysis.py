@@ -13,11 +13,12 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
-from analysis import (HallucinationDetector, calibrate, evaluate_rule, fit_detectors, load_detector,
-                      mention_scores, rate_by_decile, saliency_by_label, save_detector, score_traces)
+from analysis import (HallucinationDetector, calibrate, evaluate_rule, load_detector, mention_scores, rate_by_decile, saliency_by_label, save_detector, score_traces)
 from analysis.detectors import group_folds, out_of_fold, ranking_metrics
 from analysis.features import FEATURE_SETS, feature_matrix, load_tokens
-from lvsal_data.collect import CollectConfig, collect
+from lvsal_data.collect import collect
+from lvsal_data.commands import fit_detectors
+from lvsal_data.config import CollectConfig
 from lvsal_data.store import open_traces
 
 
@@ -173,10 +174,10 @@ def test_the_papers_pattern_is_measured(traces: dict[str, Path]) -> None:
 
 
 def test_verify_reports_every_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from analysis import verify
+    from lvsal_data.commands import VerifyConfig, verify
 
     monkeypatch.setenv("LVSAL_CACHE", str(tmp_path / "cache"))
-    result = verify("organism", "synthetic:split=test,n=6", tmp_path / "v", limit=6, max_new_tokens=12,
+    result = verify(VerifyConfig(data="synthetic:split=test,n=6", out=str(tmp_path / "v"), limit=6, max_new_tokens=12),
                     progress=False)
     m = json.loads((tmp_path / "v" / "metrics.json").read_text())
     for d in ("greedy", "sgrs", "locore", "sgrs+locore"):

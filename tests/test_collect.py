@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from lvsal_data.collect import CollectConfig, collect
+from lvsal_data.collect import collect
+from lvsal_data.config import CollectConfig
 from lvsal_data.hub import repo_folder
 from lvsal_data.schema import SAMPLES, SCHEMA_VERSION, TOKENS, tokens_schema
 from lvsal_data.store import StoreError, open_traces

@@ -247,7 +247,7 @@ def test_generate_runs_unchanged_under_locore(tiny_models) -> None:
     inputs, spans = tiny.inputs(n_answer=0)
     cfg = tiny.model.config.get_text_config()
     with locore(tiny.model, spans.answer_start, beta=3.0, window=3):
-        assert cfg._attn_implementation == "lvsal_locore"
+        assert cfg._attn_implementation == "lvsal_eager"
         out = tiny.model.generate(**inputs, max_new_tokens=6, do_sample=False)
     assert cfg._attn_implementation == "eager" and out.shape[1] == inputs["input_ids"].shape[1] + 6
     traced = trace_generate(tiny.model, inputs, spans, build_decoder("locore", DecodingOptions(locore_beta=3.0, locore_window=3)),

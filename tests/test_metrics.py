@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from analysis import CaptionResult, YesNoResult, chair, paired_difference, pope
-from analysis.metrics import chair_arrays, chair_statistic
+from lvsal_data.metrics import chair_arrays, chair_statistic
 
 
 CAPTIONS = [
@@ -67,7 +67,7 @@ def test_pope_bootstrap_resamples_images_not_questions() -> None:
 def test_chair_length_leaves_out_the_end_of_sequence_token() -> None:
     import pandas as pd
 
-    from analysis.metrics import caption_results
+    from lvsal_data.metrics import caption_results
 
     samples = pd.DataFrame({"mentions": [["dog"], []], "objects": [["dog"], ["cat"]], "n_tokens": [10, 8],
                             "stopped_by_eos": [True, False], "image_id": ["1", "2"]})

@@ -8,7 +8,8 @@ from PIL import Image
 
 from lvsal_data import find_spans, load_lvlm, trace_generate
 from lvsal_data.errors import InputError, UnsupportedModelError
-from lvsal_data.models import arch_info, parse_device
+from lvsal_data.families import family_of
+from lvsal_data.models import parse_device
 from lvsal_data.testing import VOCAB, TinyLVLM, tiny_llava, tiny_llava_processor
 
 WORDS = "Please describe this image in detail . a dog cat on the".split()
@@ -78,7 +79,7 @@ def test_unknown_family_lists_supported() -> None:
     from transformers import LlamaConfig
 
     with pytest.raises(UnsupportedModelError, match="supported: .*llava.*qwen2_vl"):
-        arch_info(LlamaConfig(vocab_size=VOCAB))
+        family_of(LlamaConfig(vocab_size=VOCAB))
 
 
 def test_a_device_this_machine_lacks_is_refused_in_one_line() -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lvsal_data import saliency_rows, trace_generate
-from lvsal_data.decoding import DECODINGS, Sample
+from lvsal_data.decoding import DECODINGS, AncestralSampling
 from lvsal_data.errors import InputError, UnknownNameError
 from lvsal_data.testing import TinyLVLM
 
@@ -60,7 +60,7 @@ def test_seeded_sampling_is_reproducible(tiny_models: dict[str, TinyLVLM]) -> No
     tiny = tiny_models["llava"]
     inputs, spans = tiny.inputs(n_answer=0)
     runs = [
-        trace_generate(tiny.model, inputs, spans, Sample(), max_new_tokens=8, eos_token_ids=[],
+        trace_generate(tiny.model, inputs, spans, AncestralSampling(), max_new_tokens=8, eos_token_ids=[],
                        generator=torch.Generator().manual_seed(seed)).token_ids
         for seed in (1, 1, 2)
     ]

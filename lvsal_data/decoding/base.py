@@ -2,23 +2,25 @@
 
 A decoder sees one :class:`~lvsal_data.saliency.Step` at a time and returns a :class:`Choice`:
 the token it emits, that token's saliency rows (computed with the step's single backward) and
-a record of what it did (SGRS logs tries, rejections, fallback and threshold there).
+a record of what it did (SGRS logs tries, rejections, fallback and threshold there). It builds
+itself from the run's options (:meth:`Decoder.from_options`) and says under which attention it
+decodes (:meth:`Decoder.attention`), so a new decoding is one class, registered by name in
+:data:`lvsal_data.registry.DECODINGS`.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..registry import Registry
+from ..config import DecodingOptions
+from ..errors import InputError
 from ..models import Spans
-from .locore import LocoREParams
 from ..saliency import Step
-
-DECODINGS: Registry[type["Decoder"]] = Registry("decoding")
 
 
 @dataclass
@@ -42,9 +44,16 @@ class Context:
 class Decoder:
     """Base class: one instance decodes one sequence at a time (call :meth:`reset` first)."""
 
-    name = "base"
     generator: torch.Generator | None = None
-    locore: "LocoREParams | None" = None  # set: decode under LocoRE attention
+
+    @classmethod
+    def from_options(cls, options: DecodingOptions, calibration: dict[str, Any] | None = None) -> "Decoder":
+        """The decoder a run's options (and its loaded calibration file, if any) configure."""
+        return cls()
+
+    def attention(self, model: Any, answer_start: int) -> AbstractContextManager:
+        """The attention the decoder runs the model under (default: the model's own)."""
+        return nullcontext()
 
     def reset(self, context: Context) -> None:
         self.context = context
@@ -58,27 +67,25 @@ class Decoder:
         return {}
 
 
-@DECODINGS.register("greedy")
 class Greedy(Decoder):
     """Arg-max decoding."""
-
-    name = "greedy"
 
     def choose(self, step: Step) -> Choice:
         token = int(step.logits.argmax())
         return Choice(token, step.saliency([token])[0])
 
 
-@DECODINGS.register("sample")
-class Sample(Decoder):
-    """Ancestral sampling at ``temperature`` (seeded through the generator)."""
-
-    name = "sample"
+class AncestralSampling(Decoder):
+    """Ancestral sampling at ``temperature`` (seeded through the generator); registered as ``sample``."""
 
     def __init__(self, temperature: float = 1.0) -> None:
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise InputError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
+
+    @classmethod
+    def from_options(cls, options: DecodingOptions, calibration: dict[str, Any] | None = None) -> "AncestralSampling":
+        return cls(options.temperature)
 
     def choose(self, step: Step) -> Choice:
         probs = torch.softmax(step.logits / self.temperature, dim=-1).cpu()

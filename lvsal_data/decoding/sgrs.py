@@ -22,12 +22,12 @@ from typing import Any
 import torch
 
 from ..aggregates import eq6_score
+from ..config import DecodingOptions, sgrs_settings
 from ..errors import InputError
 from ..saliency import Step
-from .base import DECODINGS, Choice, Context, Decoder
+from .base import Choice, Context, Decoder
 
 
-@DECODINGS.register("sgrs")
 class SGRS(Decoder):
     """Saliency-guided rejection sampling.
 
@@ -40,8 +40,6 @@ class SGRS(Decoder):
         fallback_in_history: Whether a fallback token enters the history (paper: no; code: yes).
     """
 
-    name = "sgrs"
-
     def __init__(self, k: int = 5, tries: int = 3, alpha: float = 0.6, window: int = 5,
                  deterministic: bool = False, fallback_in_history: bool = False) -> None:
         if k < 1 or tries < 1 or window < 1:
@@ -50,6 +48,13 @@ class SGRS(Decoder):
             raise InputError(f"SGRS alpha must be >= 0, got {alpha}")
         self.k, self.tries, self.alpha, self.window = k, tries, alpha, window
         self.deterministic, self.fallback_in_history = deterministic, fallback_in_history
+
+    @classmethod
+    def from_options(cls, options: DecodingOptions, calibration: dict[str, Any] | None = None) -> "SGRS":
+        """SGRS with the options' parameters; alpha and W from the calibration where unset."""
+        alpha, window, _ = sgrs_settings(options, calibration)
+        return cls(k=options.sgrs_k, tries=options.sgrs_tries, alpha=alpha, window=window,
+                   deterministic=options.sgrs_deterministic, fallback_in_history=options.sgrs_fallback_in_history)
 
     def reset(self, context: Context) -> None:
         super().reset(context)

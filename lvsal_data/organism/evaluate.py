@@ -51,7 +51,7 @@ def generate_batch(lvlm: LVLM, samples: Sequence[Sample], max_new_tokens: int) -
 
 def evaluate(lvlm: LVLM, n: int = 200, batch_size: int = 16, seed: int = 0) -> dict[str, Any]:
     """Caption and POPE metrics of ``lvlm`` on ``n`` test scenes of the world."""
-    from analysis import CaptionResult, YesNoResult, chair, pope
+    from ..metrics import CaptionResult, YesNoResult, chair, pope
 
     captions = list(open_source(f"synthetic:split=test,n={n},seed={seed}"))
     results, hallucinated, partner = [], 0, 0

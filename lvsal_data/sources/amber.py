@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..labels import mentioned_categories
-from .base import SOURCES, Sample, Source, SourceError, read_json, require_dir, require_keys
+from .base import Sample, Source, SourceError, read_json, require_dir, require_keys
 
 
-@SOURCES.register("amber")
 class AmberSource(Source):
     """Caption samples from an AMBER folder.
 

@@ -20,9 +20,8 @@ from PIL import Image, UnidentifiedImageError
 from .. import io
 from ..errors import LvsalError
 from ..prompts import CAPTION_PROMPT, POPE_SUFFIX  # noqa: F401  (re-exported)
-from ..registry import Registry
+from ..registry import SOURCES
 
-TASKS = ("caption", "yesno")
 
 
 class SourceError(LvsalError):
@@ -96,7 +95,6 @@ class Source:
         return {"name": self.name}
 
 
-SOURCES: Registry[Callable[..., Source]] = Registry("source")
 
 
 def read_json(path: Path) -> Any:
@@ -178,8 +176,6 @@ def open_source(spec: str) -> Source:
         UnknownNameError: The name is not registered (the message lists the valid ones).
         SourceError: Its files are missing or malformed.
     """
-    from . import amber, coco, hf, pope, synthetic  # noqa: F401  (registration)
-
     parsed = parse_spec(spec)
     factory = SOURCES[parsed.name]
     try:

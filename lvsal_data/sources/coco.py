@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..labels import mentioned_categories
-from .base import CAPTION_PROMPT, SOURCES, Sample, Source, SourceError, read_json, require_dir, require_keys
+from .base import CAPTION_PROMPT, Sample, Source, SourceError, read_json, require_dir, require_keys
 
 
 #: OPERA's CHAIR evaluation caps answers at 512 new tokens (CHAIR grows with length: fix it).
 MAX_NEW_TOKENS = 512
 
 
-@SOURCES.register("coco")
 class CocoSource(Source):
     """Caption samples from a COCO-format folder.
 

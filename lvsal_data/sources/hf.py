@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..labels import mentioned_categories
-from .base import CAPTION_PROMPT, SOURCES, Sample, Source, SourceError
+from .base import CAPTION_PROMPT, Sample, Source, SourceError
 
 
-@SOURCES.register("hf")
 class HFFolderSource(Source):
     """Caption samples from a local dataset folder.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..labels import find_mentions
-from .base import POPE_SUFFIX, SOURCES, Sample, Source, SourceError, read_jsonl, require_dir, require_keys
+from .base import POPE_SUFFIX, Sample, Source, SourceError, read_jsonl, require_dir, require_keys
 
 POPE_SPLITS = ("random", "popular", "adversarial")
 #: LLaVA's POPE evaluation (model_vqa_loader) generates up to 128 new tokens.
@@ -30,7 +30,6 @@ def _split_from_name(path: Path) -> str | None:
     return next((s for s in POPE_SPLITS if re.search(rf"\b{s}\b|_{s}", path.stem)), None)
 
 
-@SOURCES.register("pope")
 class PopeSource(Source):
     """Yes/no samples from a POPE file or a local HF POPE dataset folder.
 

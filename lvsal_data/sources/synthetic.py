@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .base import CAPTION_PROMPT, SOURCES, Sample, Source, SourceError
+from .base import CAPTION_PROMPT, Sample, Source, SourceError
 from .coco import CocoSource
 from .pope import POPE_SPLITS, PopeSource
 
@@ -44,7 +44,6 @@ def world_folder(split: str, n: int, seed: int) -> Path:
     return folder
 
 
-@SOURCES.register("synthetic")
 class SyntheticSource(Source):
     """Samples of the synthetic world.
 

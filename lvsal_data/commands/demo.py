@@ -13,44 +13,52 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .errors import InputError
-from .io import atomic_write_bytes, atomic_write_text
+from ..errors import InputError
+from ..io import atomic_write_bytes, atomic_write_text
+from ..metrics import format_estimate
+from .options import Command
+
+IN_PROGRESS = ".demo-in-progress"
 
 
 @dataclass
 class DemoConfig:
-    out: str = "lvsal-demo"
-    scenes: int = 100
-    max_new_tokens: int = 48
-    seed: int = 0
+    out: str = field(default="lvsal-demo", metadata={"help": "output folder"})
+    scenes: int = field(default=100, metadata={"help": "scenes per set"})
+    max_new_tokens: int = field(default=48, metadata={"help": "answer length cap"})
+    seed: int = field(default=0, metadata={"help": "seed of folds, bootstraps and sampling decodings"})
 
 
 def _fmt(e: dict[str, float], scale: float = 100) -> str:
-    d = 1 if scale == 100 else 3  # percentages to 0.1 point, AUROC-like scores to 0.001
-    return f"{scale * e['value']:.{d}f} [{scale * e['ci_low']:.{d}f}, {scale * e['ci_high']:.{d}f}]"
+    return format_estimate(e, scale=scale, digits=1 if scale == 100 else 3)  # percentages to 0.1, scores to 0.001
 
 
-def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
-    from analysis import (fit_detectors, label_difference, mention_scores, rate_by_decile, saliency_by_label,
-                          score_traces, verify)
-    from analysis import plots
-    from analysis.detectors import ranking_metrics
-    from analysis.workflows import calibrate_to_file
-
-    from .collect import CollectConfig, collect
-    from .decoding import DecodingOptions
-    from .models import load_lvlm
-    from .store import open_traces
-
-    out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()) and not (out / ".demo-in-progress").exists():
+def _start(out: Path) -> None:
+    """Claim the output folder: empty, or a demo that did not finish (it resumes)."""
+    if out.exists() and any(out.iterdir()) and not (out / IN_PROGRESS).exists():
         raise InputError(f"demo output folder {out} is not empty; remove it or pass another --out")
     out.mkdir(parents=True, exist_ok=True)
-    (out / ".demo-in-progress").touch()
+    (out / IN_PROGRESS).touch()
+
+
+def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """The whole pipeline on the organism (see the module doc); returns what metrics.json holds."""
+    from analysis.detectors import score_traces
+    from analysis.detectors import ranking_metrics
+
+    from ..collect import collect
+    from ..config import CollectConfig
+    from ..models import load_lvlm
+    from .calibrate import calibrate_to_file
+    from .fit_detector import fit_detectors
+    from .verification import VerifyConfig, verify
+
+    out = Path(cfg.out)
+    _start(out)
     started = time.time()
     lvlm = load_lvlm("organism", device="cpu")
     analysis_spec = f"synthetic:split=test,n={cfg.scenes},seed=1"
@@ -60,7 +68,6 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     traces_dir = out / "traces" / "analysis"
     collect(CollectConfig(data=analysis_spec, out=str(traces_dir), max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
                           lookback_heads=True, resume=traces_dir.exists()), lvlm=lvlm)
-    traces = open_traces(traces_dir)
 
     log("[2/5] fitting hallucination detectors (grouped cross-validation) ...")
     det_report = fit_detectors(traces_dir, out / "detectors", features="all", random_state=cfg.seed)
@@ -69,38 +76,45 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict[str, Any]:
     cal = calibrate_to_file(traces_dir, out / "calibration.json")
 
     log(f"[4/5] verifying greedy / sgrs / locore / sgrs+locore on {cfg.scenes} other scenes ...")
-    options = DecodingOptions(calibration=str(out / "calibration.json"))
-    ver = verify("organism", eval_spec, out / "verification", max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                 options=options, lvlm=lvlm, resume=(out / "verification").exists(), lookback_heads=True)
-    greedy_eval = ver.folders["greedy"]
-    scored = score_traces(out / "detectors" / "detector.json", greedy_eval)
+    ver = verify(VerifyConfig(data=eval_spec, out=str(out / "verification"), max_new_tokens=cfg.max_new_tokens,
+                              seed=cfg.seed, calibration=str(out / "calibration.json"), lookback_heads=True,
+                              resume=(out / "verification").exists()), lvlm=lvlm)
+    scored = score_traces(out / "detectors" / "detector.json", ver.folders["greedy"])
     held_out = ranking_metrics((scored["label"] == "hallucinated").to_numpy(int), scored["p_hallucinated"].to_numpy(),
                                scored["image_id"].to_numpy(), random_state=cfg.seed)
 
     log("[5/5] measuring the paper's pattern and writing the report ...")
-    scores = mention_scores(traces)
-    by_label = saliency_by_label(scores)
-    difference = {stat: label_difference(scores, stat, random_state=cfg.seed) for stat in ("saliency", "sal_last")}
-    deciles = rate_by_decile(scores)
-    plots.save(plots.decile_figure(deciles), out / "deciles.png")
-    plots.save(plots.label_figure(scores), out / "saliency_by_label.png")
-    for name in ("roc.png",):
-        atomic_write_bytes(out / name, (out / "detectors" / name).read_bytes())
-    atomic_write_bytes(out / "effects.png", (out / "verification" / "effects.png").read_bytes())
-
     metrics = {
         "verification": ver.metrics,
         "detectors": {k: v for k, v in det_report.items() if k != "meta"},
         "detector_held_out": held_out,
         "calibration": cal,
-        "pattern": {"by_label": by_label, "difference": difference, "deciles": deciles.to_dict(orient="records")},
+        "pattern": _pattern(traces_dir, out, cfg.seed),
         "meta": {"analysis_data": analysis_spec, "evaluation_data": eval_spec, "max_new_tokens": cfg.max_new_tokens,
                  "seed": cfg.seed, "minutes": round((time.time() - started) / 60, 1)},
     }
+    for source, name in ((out / "detectors" / "roc.png", "roc.png"), (out / "verification" / "effects.png", "effects.png")):
+        atomic_write_bytes(out / name, source.read_bytes())
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1, default=float))
     atomic_write_text(out / "report.md", demo_report(metrics, (out / "verification" / "report.md").read_text()))
-    (out / ".demo-in-progress").unlink()
+    (out / IN_PROGRESS).unlink()
     return metrics
+
+
+def _pattern(traces_dir: Path, out: Path, seed: int) -> dict[str, Any]:
+    """The paper's Table 4 and Fig. 8b on the analysis traces, with their plots."""
+    from analysis import plots
+    from analysis.pattern import label_difference, mention_scores, rate_by_decile, saliency_by_label
+
+    from ..store import open_traces
+
+    scores = mention_scores(open_traces(traces_dir))
+    deciles = rate_by_decile(scores)
+    plots.save(plots.decile_figure(deciles), out / "deciles.png")
+    plots.save(plots.label_figure(scores), out / "saliency_by_label.png")
+    return {"by_label": saliency_by_label(scores),
+            "difference": {stat: label_difference(scores, stat, random_state=seed) for stat in ("saliency", "sal_last")},
+            "deciles": deciles.to_dict(orient="records")}
 
 
 def demo_report(m: dict[str, Any], verification_md: str) -> str:
@@ -175,3 +189,22 @@ half {100 * cal['max_false_rejection']:.0f}%; {100 * cal['false_rejection_rate_a
 {verification_md}
 ![effects](effects.png)
 """
+
+
+def run(cfg: DemoConfig) -> int:
+    from analysis.verification import verdict
+
+    m = run_demo(cfg)
+    v, pat = m["verification"], m["pattern"]["by_label"]["saliency"]
+    g, d, a = v["greedy"]["chair_s"], m["pattern"]["difference"]["saliency"], m["detectors"]["all"]["auroc"]
+    print(f"\nsaliency of mention starts: correct {pat['correct']['mean']:.3f} vs hallucinated "
+          f"{pat['hallucinated']['mean']:.3f} (difference {format_estimate(d, scale=1, digits=4, signed=True)}); "
+          f"detector AUROC (all features) {_fmt(a, 1)}; greedy CHAIR_S {_fmt(g)}%")
+    for name, diff in v.get("vs_greedy", {}).items():
+        c = diff["chair_s"]
+        print(f"{name}: CHAIR_S {format_estimate(c, signed=True)} points vs greedy ({verdict(c, 'chair_s')})")
+    print(f"report: {cfg.out}/report.md (metrics.json, plots and trace datasets beside it)")
+    return 0
+
+
+COMMAND = Command("demo", "the whole pipeline on the embedded default (organism + synthetic world)", DemoConfig, run)

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from lvsal_data.yesno import REFERENCE, STRICT, parse_yes_no
+from .yesno import REFERENCE, STRICT, parse_yes_no
 
 from .stats import Statistic, bootstrap, ratio
 
@@ -152,3 +152,16 @@ def caption_results(samples: Any) -> list[CaptionResult]:
 def yesno_results(samples: Any) -> list[YesNoResult]:
     """POPE inputs from a trace dataset's samples table (pandas)."""
     return [YesNoResult(str(r.answer), str(r.expected), r.split, str(r.image_id)) for r in samples.itertuples()]
+
+
+def format_estimate(e: dict[str, float], scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
+    """``value [ci_low, ci_high]`` of an estimate, scaled (100: percentages, 1: scores).
+
+    Example:
+        >>> format_estimate({"value": 0.5, "ci_low": 0.25, "ci_high": 0.75})
+        '50.0 [25.0, 75.0]'
+        >>> format_estimate({"value": -0.012, "ci_low": -0.02, "ci_high": 0.001}, signed=True)
+        '-1.2 [-2.0, +0.1]'
+    """
+    f = f"{{:{'+' if signed else ''}.{digits}f}}".format
+    return f"{f(scale * e['value'])} [{f(scale * e['ci_low'])}, {f(scale * e['ci_high'])}]"

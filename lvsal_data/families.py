@@ -1,0 +1,74 @@
+"""The LVLM families lvsal-data traces: one table, :data:`FAMILIES`, keyed by ``model_type``.
+
+Per-family knowledge lives here and nowhere else; everything else is read from the real token
+layout (never from constants such as 576 image tokens or 35 system tokens, which is how the
+original release broke on other models). Register a family of your own from your package::
+
+    from lvsal_data.families import FAMILIES, Family
+    FAMILIES.register("my_vlm")(Family("MyVLM", marker_tokens=("<img>", "</img>")))
+
+A family added here must also have a tiny builder in :mod:`lvsal_data.testing` (the suite
+checks every registered family against brute force and fails for one without a builder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UnsupportedModelError
+from .prompts import VICUNA_SYSTEM_PROMPT
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the toolkit must know about one model family.
+
+    Attributes:
+        name: Human-readable family name.
+        image_markers: Config attributes naming tokens that wrap the image run.
+        marker_tokens: Token strings that wrap or break up the image run (looked up in the
+            tokenizer). With the processor's own ``image_token_ids`` and ``image_markers``
+            they make the image segment: the run from the first to the last image token,
+            widened over adjacent markers.
+        system_prompt: The family's standard system prompt, sent unless the user chooses
+            another (``--system-prompt``); None: the chat template's own default, if any.
+    """
+
+    name: str
+    image_markers: tuple[str, ...] = ()
+    marker_tokens: tuple[str, ...] = ()
+    system_prompt: str | None = None
+
+
+#: model_type -> :class:`Family`.
+FAMILIES: Registry[Family] = Registry("model family")
+
+_QWEN_MARKERS = ("vision_start_token_id", "vision_end_token_id")
+for _type, _family in {
+    "llava": Family("LLaVA", system_prompt=VICUNA_SYSTEM_PROMPT),
+    "llava_next": Family("LLaVA-NeXT"),
+    "qwen2_vl": Family("Qwen2-VL", image_markers=_QWEN_MARKERS),
+    "qwen2_5_vl": Family("Qwen2.5-VL", image_markers=_QWEN_MARKERS),
+    "internvl": Family("InternVL", marker_tokens=("<img>", "</img>")),
+}.items():
+    FAMILIES.register(_type)(_family)
+
+
+def family_of(config: Any) -> Family:
+    """The :class:`Family` of a model config.
+
+    Raises:
+        UnsupportedModelError: The model type is not registered (the message lists the supported ones).
+    """
+    model_type = getattr(config, "model_type", None)
+    if model_type not in FAMILIES:
+        raise UnsupportedModelError(
+            f"model_type {model_type!r} is not a supported LVLM family; supported: {', '.join(FAMILIES.names())}. "
+            "Register a Family in lvsal_data.families.FAMILIES to support it."
+        )
+    return FAMILIES[model_type]
+
+
+__all__ = ["FAMILIES", "Family", "family_of"]
