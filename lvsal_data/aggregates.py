@@ -97,7 +97,7 @@ def summarize(
     ratio = None
     if lookback:
         a0 = spans.answer_start
-        context = attention[..., :a0].mean(dim=-1)  # (L, H)
+        context = attention[..., spans.system[0] : a0].mean(dim=-1)  # (L, H); left padding is no context
         new = attention[..., a0 : query + 1].mean(dim=-1) if query + 1 > a0 else torch.zeros_like(context)
         ratio = (context / (context + new).clamp_min(1e-12)).numpy().astype(np.float32)
     return TokenSummary(

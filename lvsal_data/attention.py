@@ -34,6 +34,7 @@ LocoRE plugs in (:mod:`lvsal_data.decoding.locore`) without a function of its ow
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
@@ -60,10 +61,28 @@ class AttentionState:
     Attributes:
         scores_hook: Applied to the masked pre-softmax scores ``(batch, heads, q, k)``.
         weights_hook: Applied to the post-softmax weights.
+        modules: ``id`` of the language model's self-attention modules: the only ones this
+            function computes itself; every other caller (a vision tower sharing the config,
+            a cross-attention layer) gets its own modeling file's eager attention, untouched.
     """
 
     scores_hook: ScoresHook | None = None
     weights_hook: ScoresHook | None = None
+    modules: frozenset[int] = frozenset()
+
+
+def attention_modules(model: Any) -> dict[int, nn.Module]:
+    """``layer index -> self-attention module`` of the language model's decoder layers.
+
+    Layers without self-attention are left out: the linear-attention or convolution layers of
+    hybrid models (Qwen3.5, LFM2) and Llama 3.2 Vision's cross-attention layers (whose rows run
+    over image tiles, not over the sequence). Their indices are the traced layers' numbers.
+    """
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise UnsupportedModelError(f"{type(model).__name__}: no decoder layers found (model.get_decoder().layers)")
+    return {i: layer.self_attn for i, layer in enumerate(layers) if getattr(layer, "self_attn", None) is not None}
 
 
 @contextmanager
@@ -84,7 +103,8 @@ def scope(model: Any, **changes: Any) -> Iterator[AttentionState]:
     if previous_impl not in EAGER_COMPATIBLE:
         raise UnsupportedModelError(f"saliency and LocoRE need eager attention, the model runs {previous_impl!r}")
     previous_state = getattr(config, _STATE, None)
-    state = replace(previous_state or AttentionState(), **changes)
+    base = previous_state or AttentionState(modules=frozenset(map(id, attention_modules(model).values())))
+    state = replace(base, **changes)
     register(NAME, eager_attention_forward)
     config._attn_implementation = NAME
     setattr(config, _STATE, state)
@@ -107,6 +127,15 @@ def mark_live(full: Tensor, new: Tensor) -> Tensor:
     setattr(view, _LIVE, new)
     setattr(view, _USED, False)
     return view
+
+
+def materialize(t: Tensor) -> Tensor:
+    """The tensor of a :func:`mark_live` view with the gradient flowing into its live rows (what
+    plain autograd sees); any other tensor as it is."""
+    new = _live(t)
+    if new is None:
+        return t
+    return torch.cat([t[..., : -new.shape[-2], :], new], dim=-2)
 
 
 def was_used(t: Tensor) -> bool:
@@ -179,14 +208,38 @@ def attend(module: nn.Module, weights: Tensor, value: Tensor) -> Tensor:
     return out + torch.matmul(weights[..., -v_new.shape[-2]:], v_new - v_new.detach())  # exactly zero
 
 
+#: Keywords of attention functions this module does not reproduce (attention sinks): a call with
+#: one of them set goes to the model's own eager function.
+_FOREIGN = ("s_aux", "sinks")
+
+
+def own_eager(module: nn.Module) -> Callable[..., tuple[Tensor, Tensor]]:
+    """The eager attention function of ``module``'s own modeling file."""
+    function = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    if function is None:
+        raise UnsupportedModelError(f"{type(module).__module__} defines no eager_attention_forward to fall back on")
+    return function
+
+
 def eager_attention_forward(
     module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
-    scaling: float, dropout: float = 0.0, **kwargs: Any,
+    scaling: float | None = None, dropout: float = 0.0, softcap: float | None = None, **kwargs: Any,
 ) -> tuple[Tensor, Tensor]:
-    """transformers' Llama / Qwen2 eager attention, operation for operation, with the live rows
-    and the hooks of the enclosing :func:`scope`."""
+    """The language model's eager attention, operation for operation (Llama's, and Gemma 2/3's with
+    its default scaling and logit soft-capping), with the live rows and the hooks of the
+    enclosing :func:`scope`. Other callers get their own eager function."""
     state: AttentionState = getattr(module.config, _STATE, None) or AttentionState()
+    if id(module) not in state.modules or any(kwargs.get(k) is not None for k in _FOREIGN):
+        if state.scores_hook is not None or state.weights_hook is not None:
+            if id(module) in state.modules:
+                raise UnsupportedModelError(f"{type(module).__name__} uses attention sinks: LocoRE cannot be applied")
+        return own_eager(module)(module, query, materialize(key), materialize(value), attention_mask, scaling=scaling,
+                                 dropout=dropout, softcap=softcap, **kwargs)
+    if scaling is None:
+        scaling = module.head_dim**-0.5
     weights = attention_scores(module, query, key, scaling)
+    if softcap is not None:
+        weights = torch.tanh(weights / softcap) * softcap
     if attention_mask is not None:
         weights = weights + attention_mask
     if state.scores_hook is not None:
@@ -210,5 +263,5 @@ def register(name: str, function: Any) -> None:
         AttentionMaskInterface.register(name, eager_mask)  # without it transformers builds no causal mask
 
 
-__all__ = ["AttentionState", "EAGER_COMPATIBLE", "NAME", "attend", "attention_scores", "eager_attention_forward",
-           "mark_live", "register", "scope", "was_used"]
+__all__ = ["AttentionState", "EAGER_COMPATIBLE", "NAME", "attend", "attention_modules", "attention_scores",
+           "eager_attention_forward", "mark_live", "materialize", "own_eager", "register", "scope", "was_used"]

@@ -1,4 +1,4 @@
-"""Gradient-aware saliency (paper Eqs. 2-6), computed exactly and incrementally.
+"""Gradient-aware saliency (paper Eqs. 2-6), computed exactly and incrementally, for a batch.
 
 For a generated token y at absolute position p, its logits come from query row q = p - 1.
 For layer l and head h, with A = the post-softmax attention row A^{l,h}[q, 0..q] and
@@ -11,38 +11,56 @@ loss = -log softmax(logits[q])[y]::
 Why one step is exact: A^{l}[q, :] influences the loss only through position q's residual
 stream in layers >= l (causality), which is exactly the graph of a one-token step whose past
 keys / values are detached. So the engine prefills the prompt without gradients and then runs
-one token per step with gradients on, reading the step's own attention row. The tests check
-this against brute-force full-sequence autograd on LLaVA (MHA and GQA), Qwen2-VL (M-RoPE) and
-InternVL.
+one token per step with gradients on, reading the step's own attention row. A prompt the model
+reads bidirectionally (PaliGemma's prefix) is run whole with gradients instead: there, later
+layers of every prompt position depend on the last one. The tests check every supported family
+against brute-force full-sequence autograd.
 
-The K candidates of an SGRS step share that step's forward graph and differ only in their
-loss, so their K rows come from one batched backward (``is_grads_batched``). The backward never
-touches the cached past: the step runs :mod:`lvsal_data.attention`'s eager attention, which
-differentiates through the new token's key and value only (bitwise the same forward; the tests
-check the rows against the plain path and brute force).
+The engine drives the model with its own generation hooks (``prepare_inputs_for_generation``,
+``_update_model_kwargs_for_generation``), as ``generate()`` does: positions (M-RoPE, PaliGemma's
+1-based ones), masks, token types, Llama 3.2 Vision's cross-attention mask and the dropping of
+image inputs after the prefill come out exactly as there. The attention rows are read by forward
+hooks on the traced layers' self-attention modules (hybrid models' linear-attention layers and
+cross-attention layers have none), and a sliding-window layer's row is placed at its absolute
+columns (the keys outside the window have zero attention, hence zero saliency).
+
+A batch of B left-padded prompts runs together: the mask travels with every step, each sample
+keeps its own positions, finished samples leave the batch (cache rows included), and one
+backward of the summed losses gives every sample its own rows, since a sample's loss depends only
+on its own attention. The K candidates of an SGRS step share that step's forward graph and
+differ only in their loss, so all K x B rows come from one batched backward
+(``is_grads_batched``). The backward never touches the cached past: the step runs
+:mod:`lvsal_data.attention`'s eager attention, which differentiates through the new token's key
+and value only (bitwise the same forward).
 """
 
 from __future__ import annotations
 
 import inspect
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import attention
 from .errors import InputError, UnsupportedModelError
-from .layers import default_target_layers
-from .models import check_eager, num_text_layers
+from .models import check_eager
+
+#: Inputs with one entry per token along dimension 1 (``(batch, seq, ...)``): the prefill takes
+#: their prompt part and finished samples leave them. Every other input (pixel values, image
+#: grids, ...) is per image and is consumed by the prefill.
+PER_TOKEN_INPUTS = ("attention_mask", "token_type_ids", "mm_token_type_ids", "moe_mm_token_type_ids",
+                    "cross_attention_mask")
 
 
 def normalized_saliency(attn: Tensor, grad: Tensor) -> Tensor:
     """Shat = normalise(mean_h |A (.) G|) along the key axis (paper Eqs. 3-5, row norm).
 
     Args:
-        attn: ``(heads, keys)`` post-softmax attention row of one layer.
+        attn: ``(heads, keys)`` post-softmax attention row of one layer (any leading batch dims
+            matching ``grad``'s trailing ones).
         grad: ``(..., heads, keys)`` dLoss/dA for one or more losses.
 
     Returns:
@@ -51,105 +69,6 @@ def normalized_saliency(attn: Tensor, grad: Tensor) -> Tensor:
     sal = (attn.float() * grad.float()).abs().mean(dim=-2)  # (..., keys)
     norm = sal.norm(dim=-1, keepdim=True)
     return sal / norm.clamp_min(torch.finfo(torch.float32).tiny)
-
-
-def _detach_cache(cache: Any) -> None:
-    """Cut the autograd history of a KV cache in place (the past is a constant)."""
-    layers = getattr(cache, "layers", None)
-    if layers is None:
-        raise UnsupportedModelError(f"unsupported KV cache type {type(cache).__name__}; expected a transformers Cache")
-    for layer in layers:
-        for name in ("keys", "values"):
-            value = getattr(layer, name, None)
-            if torch.is_tensor(value) and value.requires_grad:
-                setattr(layer, name, value.detach())
-
-
-@dataclass
-class Step:
-    """One decoding step with gradients on: the query at ``position`` predicts the next token.
-
-    Attributes:
-        position: Absolute position q of the query row (the token fed at this step).
-        logits: ``(vocab,)`` float32 next-token logits, detached.
-        attention: ``(layers, heads, q + 1)`` float32 attention rows of the selected layers, detached.
-    """
-
-    position: int
-    logits: Tensor
-    attention: Tensor
-    _graph_logits: Tensor = field(repr=False)
-    _graph_attn: list[Tensor] = field(repr=False)
-    _used: bool = field(default=False, repr=False)
-
-    def saliency(self, targets: Tensor | Sequence[int] | int) -> Tensor:
-        """Saliency rows of one or more target tokens, from one (batched) backward.
-
-        Args:
-            targets: Token id(s) whose NLL is the loss; K ids give K rows.
-
-        Returns:
-            ``(K, layers, q + 1)`` float32 normalised rows Shat (paper Eq. 5).
-
-        Raises:
-            RuntimeError: Called twice on the same step (the graph is freed after one backward).
-        """
-        if self._used:
-            raise RuntimeError("Step.saliency was already called; pass all targets in one call")
-        self._used = True
-        targets = torch.as_tensor(targets, device=self._graph_logits.device).reshape(-1)
-        logp = torch.log_softmax(self._graph_logits.float(), dim=-1)
-        losses = -logp[targets]  # (K,)
-        if losses.numel() == 1:
-            grads = torch.autograd.grad(losses[0], self._graph_attn)
-            grads = [g.unsqueeze(0) for g in grads]
-        else:
-            eye = torch.eye(losses.numel(), device=losses.device, dtype=losses.dtype)
-            grads = torch.autograd.grad(losses, self._graph_attn, grad_outputs=eye, is_grads_batched=True)
-        rows = [
-            normalized_saliency(att[0, :, 0, :].detach(), g[:, 0, :, 0, :])  # (K, q + 1)
-            for att, g in zip(self._graph_attn, grads)
-        ]
-        self._graph_attn = []  # free the graph
-        return torch.stack(rows, dim=1)
-
-
-def cache_keyword(model: Any) -> str:
-    """The keyword under which ``model``'s forward takes the KV cache: ``cache`` from transformers
-    5.24 on (``past_key_values`` still works there but is deprecated), ``past_key_values`` before."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def returned_cache(out: Any) -> Any:
-    """The KV cache a forward returned, under its 5.24+ name ``cache`` or its older one."""
-    cache = getattr(out, "cache", None)
-    return out.past_key_values if cache is None else cache
-
-
-def _live_cache(cache: Any, handed: list[Tensor]) -> bool:
-    """Make each layer of a dynamic KV cache store detached keys / values and hand the attention
-    function views that carry the step's live new rows (see :mod:`lvsal_data.attention`); the
-    views handed out are appended to ``handed``. False (cache untouched) for other cache types."""
-    from transformers.cache_utils import DynamicLayer
-
-    layers = getattr(cache, "layers", None)
-    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
-        return False
-    for layer in layers:
-        def update(key_states: Tensor, value_states: Tensor, *args: Any, _layer: Any = layer, **kwargs: Any):
-            keys, values = DynamicLayer.update(_layer, key_states.detach(), value_states.detach(), *args, **kwargs)
-            if not (key_states.requires_grad or value_states.requires_grad):
-                return keys, values
-            views = attention.mark_live(keys, key_states), attention.mark_live(values, value_states)
-            handed.extend(views)
-            return views
-        layer.update = update
-    return True
-
-
-#: Inputs with one entry per token, ``(batch, seq)``: the prefill takes their prompt part. Every
-#: other input (pixel values, image grids, ...) is per image and passes whole, whatever its shape.
-PER_TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "moe_mm_token_type_ids")
 
 
 def left_padding(mask: Tensor) -> Tensor:
@@ -167,45 +86,186 @@ def left_padding(mask: Tensor) -> Tensor:
     return pad
 
 
-class SaliencyEngine:
-    """Incremental saliency for one sequence: prefill once, then one token per step.
+@dataclass
+class Step:
+    """One decoding step of a batch, gradients on: each row's query at ``position`` predicts its
+    next token.
 
-    The attention mask and the position ids travel with every step exactly as ``generate()``
-    carries them (the positions come from the model's own ``_prepare_position_ids_for_generation``,
-    so left padding and multimodal RoPE give generate()'s positions), so a left-padded prompt
-    traces to the same rows as the unpadded one.
+    Attributes:
+        position: Absolute position q of the query row (left padding aligns every sample's).
+        logits: ``(batch, vocab)`` float32 next-token logits, detached.
+        attention: ``(batch, layers, heads, q + 1)`` float32 attention rows of the traced layers,
+            detached, at their absolute columns.
+    """
+
+    position: int
+    logits: Tensor
+    attention: Tensor
+    _graph_logits: Tensor = field(repr=False)  # (batch, vocab)
+    _graph_attn: list[Tensor] = field(repr=False)  # per layer (batch, heads, queries, keys of the layer), in the graph
+    _used: bool = field(default=False, repr=False)
+
+    def saliency(self, targets: Tensor | Sequence[int] | Sequence[Sequence[int]] | int) -> Tensor:
+        """Saliency rows of K target tokens per sample, from one (batched) backward.
+
+        Args:
+            targets: ``(batch, K)`` token ids whose NLL is each loss; with a batch of one, a
+                flat list of K ids (or one id) also works.
+
+        Returns:
+            ``(batch, K, layers, q + 1)`` float32 normalised rows Shat (paper Eq. 5); with a batch
+            of one and flat targets, ``(K, layers, q + 1)``.
+
+        Raises:
+            RuntimeError: Called twice on the same step (the graph is freed after one backward).
+        """
+        if self._used:
+            raise RuntimeError("Step.saliency was already called; pass all targets in one call")
+        self._used = True
+        batch = self._graph_logits.shape[0]
+        targets = torch.as_tensor(targets, device=self._graph_logits.device)
+        flat = targets.dim() < 2
+        targets = targets.reshape(batch, -1) if not flat or batch == 1 else None
+        if targets is None:
+            raise InputError(f"a batch of {batch} needs (batch, K) targets")
+        logp = torch.log_softmax(self._graph_logits.float(), dim=-1)  # (batch, vocab)
+        losses = -logp.gather(1, targets).sum(dim=0)  # (K,): sample b's loss depends on sample b's graph only
+        if losses.numel() == 1:
+            grads = [g.unsqueeze(0) for g in torch.autograd.grad(losses[0], self._graph_attn)]
+        else:
+            eye = torch.eye(losses.numel(), device=losses.device, dtype=losses.dtype)
+            grads = torch.autograd.grad(losses, self._graph_attn, grad_outputs=eye, is_grads_batched=True)
+        q = self.position
+        rows = torch.zeros(batch, targets.shape[1], len(grads), q + 1)
+        for k, (att, g) in enumerate(zip(self._graph_attn, grads)):  # g: (K, batch, heads, queries, keys)
+            width = att.shape[-1]
+            rows[..., k, q + 1 - width:] = normalized_saliency(att[:, :, -1].detach(), g[:, :, :, -1]).transpose(0, 1).cpu()
+        self._graph_attn = []  # free the graph
+        return rows[0] if flat else rows
+
+
+def returned_cache(out: Any) -> Any:
+    """The KV cache a forward returned, under its 5.24+ name ``cache`` or its older one."""
+    cache = getattr(out, "cache", None)
+    return out.past_key_values if cache is None else cache
+
+
+def _cache_layers(cache: Any) -> list[Any]:
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        raise UnsupportedModelError(f"unsupported KV cache type {type(cache).__name__}; expected a transformers Cache")
+    return layers
+
+
+def _detach_cache(cache: Any) -> None:
+    """Cut the autograd history of a cache in place (the past is a constant): key / value rows,
+    and the convolution and recurrent states of linear-attention layers (replaced, not copied
+    into, so a tensor the last step's graph saved is never modified)."""
+    for layer in _cache_layers(cache):
+        for name in ("keys", "values"):
+            value = getattr(layer, name, None)
+            if torch.is_tensor(value) and value.requires_grad:
+                setattr(layer, name, value.detach())
+        for name in ("conv_states", "recurrent_states"):
+            states = getattr(layer, name, None)
+            if isinstance(states, dict):
+                for i, t in states.items():
+                    if torch.is_tensor(t) and t.requires_grad:
+                        states[i] = t.detach().clone()
+
+
+def _prepare_cache(cache: Any, handed: list[Tensor], fast: bool) -> bool:
+    """Prepare a cache for gradient steps; returns whether the fast path applies.
+
+    - Linear-attention layers store their new recurrent state by assignment instead of
+      copying it into the old one, which the step's graph has saved (an in-place change to it
+      breaks the backward).
+    - Full and sliding-window attention layers (fast path) store detached keys / values and
+      hand the attention function views that carry the step's live new rows (see
+      :mod:`lvsal_data.attention`); the views handed out are appended to ``handed``.
+    """
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    layers = _cache_layers(cache)
+    for layer in layers:
+        if hasattr(layer, "update_recurrent_state") and not getattr(layer, "_lvsal_patched", False):
+            original = layer.update_recurrent_state
+
+            def update_recurrent_state(states: Tensor, state_idx: int = 0, *args: Any, _layer: Any = layer,
+                                       _original: Any = original, **kwargs: Any) -> Tensor:
+                if not _layer.is_recurrent_states_initialized[state_idx]:
+                    return _original(states.detach(), state_idx, *args, **kwargs)
+                _layer.recurrent_states[state_idx] = states.detach()
+                return _layer.recurrent_states[state_idx]
+
+            layer.update_recurrent_state = update_recurrent_state
+            layer._lvsal_patched = True
+    attention_layers = [l for l in layers if isinstance(l, DynamicLayer)]
+    if not fast or any(type(l) not in (DynamicLayer, DynamicSlidingWindowLayer) for l in attention_layers):
+        return False
+    for layer in attention_layers:
+        if getattr(layer, "_lvsal_live", False):
+            continue
+
+        def update(key_states: Tensor, value_states: Tensor, *args: Any, _layer: Any = layer,
+                   _update: Any = type(layer).update, **kwargs: Any) -> tuple[Tensor, Tensor]:
+            keys, values = _update(_layer, key_states.detach(), value_states.detach(), *args, **kwargs)
+            if not (key_states.requires_grad or value_states.requires_grad):
+                return keys, values
+            views = attention.mark_live(keys, key_states), attention.mark_live(values, value_states)
+            handed.extend(views)
+            return views
+
+        layer.update = update
+        layer._lvsal_live = True
+    return True
+
+
+def _index(tensor: Tensor, key: str, rows: Tensor) -> Tensor:
+    """Keep ``rows`` of a per-sample tensor (position ids of M-RoPE carry the batch second)."""
+    return tensor[:, rows] if key == "position_ids" and tensor.dim() == 3 else tensor[rows]
+
+
+class SaliencyEngine:
+    """Incremental saliency for a batch of prompts: prefill once, then one token per step.
 
     Args:
         model: An HF LVLM loaded with eager attention.
-        layers: Layer indices to trace (default: all).
+        layers: Layer indices to trace (default: every layer with self-attention).
         fast: Differentiate through the new token's key / value only (default). False lets
             autograd run through the whole cached past as plain eager attention does (the
             reference path; both give the same rows).
+        prefix_lm: The prompt is read bidirectionally (default: the model's family says).
 
     Example:
         >>> engine = SaliencyEngine(model)  # doctest: +SKIP
         >>> step = engine.start(prepared.inputs)  # the prompt's last token predicts the answer
-        >>> token = int(step.logits.argmax()); row = step.saliency([token])[0]
-        >>> step = engine.step(token)
+        >>> token = int(step.logits[0].argmax()); row = step.saliency([token])[0]
+        >>> step = engine.step([token])
     """
 
-    def __init__(self, model: Any, layers: Sequence[int] | None = None, fast: bool = True) -> None:
+    def __init__(self, model: Any, layers: Sequence[int] | None = None, fast: bool = True,
+                 prefix_lm: bool | None = None) -> None:
         check_eager(model)
         self.model = model
         self.fast = fast
+        modules = attention.attention_modules(model)
+        self.layers = sorted(modules) if layers is None else [int(l) for l in layers]
+        bad = [l for l in self.layers if l not in modules]
+        if bad or not self.layers:
+            raise InputError(f"layers {bad or self.layers} out of range: this model traces layers "
+                             f"{_ranges(sorted(modules))} (those with self-attention)")
+        self._modules = [modules[l] for l in self.layers]
+        if prefix_lm is None:
+            from .families import FAMILIES
+
+            family = FAMILIES[model.config.model_type] if model.config.model_type in FAMILIES else None
+            prefix_lm = bool(getattr(family, "prefix_lm", False))
+        self.prefix_lm = prefix_lm
         self._handed: list[Tensor] = []  # live views the cache handed out during the current step's forward
         self._live_used = True  # whether the last step's attention took every one of them
-        n = num_text_layers(model.config)
-        self.layers = list(range(n)) if layers is None else [int(l) for l in layers]
-        bad = [l for l in self.layers if not 0 <= l < n]
-        if bad or not self.layers:
-            raise InputError(f"layers {bad or self.layers} out of range for a model with {n} layers")
-        self._cache: Any = None
-        self._cache_kw = cache_keyword(model)
-        self._takes_positions = "position_ids" in inspect.signature(model.forward).parameters
-        self._mask: Tensor | None = None  # (batch, keys so far) attention mask
-        self._positions: Tensor | None = None  # (..., batch, n) position ids of the tokens fed so far (n >= 1)
-        self._next_positions: Tensor | None = None  # the next step's position ids, when the prompt fixes them
+        self._ids: Tensor | None = None  # (batch, tokens so far)
+        self._kwargs: dict[str, Any] = {}  # generate()'s model_kwargs: cache, mask, positions, ...
         self._position = -1
 
     @property
@@ -213,59 +273,93 @@ class SaliencyEngine:
         """Absolute position of the last token fed (the current query row)."""
         return self._position
 
-    def _prompt_positions(self, inputs: Mapping[str, Any], mask: Tensor) -> Tensor | None:
-        """generate()'s position ids of the whole prompt (None: the model takes none)."""
-        if not self._takes_positions:
-            return None
-        if inputs.get("position_ids") is not None:
-            return inputs["position_ids"]
-        kwargs = {k: v for k, v in inputs.items() if k != "input_ids"}
-        kwargs["attention_mask"] = mask
-        return self.model._prepare_position_ids_for_generation(inputs["input_ids"], kwargs)
+    @property
+    def batch_size(self) -> int:
+        return 0 if self._ids is None else int(self._ids.shape[0])
 
-    @torch.no_grad()
-    def _prefill(self, inputs: Mapping[str, Any], length: int) -> None:
-        prefix = {k: (v[:, :length] if k in PER_TOKEN_INPUTS and torch.is_tensor(v) else v)
-                  for k, v in inputs.items() if k != "position_ids"}
-        prefix["attention_mask"] = self._mask[:, :length]
-        if self._positions is not None:
-            prefix["position_ids"] = self._positions[..., :length]
-        out = self.model(**prefix, use_cache=True)
-        self._cache = returned_cache(out)
-        self._position = length - 1
-        if self.fast and not _live_cache(self._cache, self._handed):
-            self.fast = False  # another cache type: the plain path
+    # -- the model, driven as generate() drives it ---------------------------------------------
+    @contextmanager
+    def _grad_forward(self) -> Iterator[list[Tensor]]:
+        """Gradients on, the embedding output a leaf that requires grad (the weights do not),
+        and hooks that collect each traced layer's attention weights."""
+        captured: list[Tensor | None] = [None] * len(self._modules)
+
+        def capture(k: int) -> Any:
+            def hook(module: nn.Module, args: Any, output: Any) -> None:
+                captured[k] = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+            return hook
+
+        embeddings = self.model.get_input_embeddings()
+        with ExitStack() as stack:
+            handles = [m.register_forward_hook(capture(k)) for k, m in enumerate(self._modules)]
+            handles.append(embeddings.register_forward_hook(lambda m, a, out: out.detach().requires_grad_(True)))
+            stack.callback(lambda: [h.remove() for h in handles])
+            stack.enter_context(torch.enable_grad())
+            stack.enter_context(attention.scope(self.model) if self.fast else nullcontext())
+            yield captured  # type: ignore[misc]
+
+    def _forward(self, ids: Tensor, length: int | None, first: bool) -> Any:
+        """One forward of the last ``length`` tokens of ``ids`` (None: all), cache updated."""
+        inputs = self.model.prepare_inputs_for_generation(ids, next_sequence_length=length, is_first_iteration=first,
+                                                          **self._kwargs)
+        out = self.model(**inputs, return_dict=True)
+        self._kwargs["cache"] = returned_cache(out)
+        return out
+
+    def _prompt_kwargs(self, inputs: Mapping[str, Any], ids: Tensor, mask: Tensor) -> dict[str, Any]:
+        """generate()'s model_kwargs for the prompt ``ids``: the inputs, the mask and the position
+        ids the model's own ``_prepare_position_ids_for_generation`` gives."""
+        n = ids.shape[1]
+        kwargs = {k: (v[:, :n] if k in PER_TOKEN_INPUTS and torch.is_tensor(v) else v)
+                  for k, v in inputs.items() if k not in ("input_ids", "position_ids", "attention_mask")}
+        kwargs["attention_mask"] = mask
+        kwargs["use_cache"] = True
+        if "position_ids" in inspect.signature(self.model.forward).parameters:
+            given = inputs.get("position_ids")
+            kwargs["position_ids"] = (given[..., :n] if given is not None
+                                      else self.model._prepare_position_ids_for_generation(ids, kwargs))
+        return kwargs
 
     def start(self, inputs: Mapping[str, Any], context_len: int | None = None) -> Step:
-        """Prefill ``inputs[:context_len - 1]`` and step its last token with gradients on.
+        """Prefill ``inputs[:, :context_len]`` and return the step whose logits predict the token at
+        ``context_len``, its last context token run with gradients on.
 
         Args:
-            inputs: Model inputs of batch 1 (prompt, optionally followed by more tokens); an
-                attention mask, if given, may pad the prompt on the left.
+            inputs: Model inputs of a batch of prompts (optionally followed by more tokens),
+                left-padded by their attention mask.
             context_len: How many leading tokens are context (default: all of ``input_ids``).
 
         Returns:
-            The :class:`Step` whose logits predict the token at ``context_len``.
+            The :class:`Step` of the last context token.
         """
         ids = inputs["input_ids"]
-        if ids.dim() != 2 or ids.shape[0] != 1:
-            raise InputError(f"expected input_ids of shape (1, seq), got {tuple(ids.shape)}")
+        if ids.dim() != 2:
+            raise InputError(f"expected input_ids of shape (batch, seq), got {tuple(ids.shape)}")
         context_len = ids.shape[1] if context_len is None else int(context_len)
         mask = inputs.get("attention_mask")
         mask = torch.ones_like(ids) if mask is None else mask.to(ids.device).long()
         if mask.shape != ids.shape:
             raise InputError(f"attention_mask of shape {tuple(mask.shape)} does not match input_ids {tuple(ids.shape)}")
-        pad = int(left_padding(mask)[0])
+        pad = int(left_padding(mask).max())
         if not pad + 2 <= context_len <= ids.shape[1]:
             raise InputError(f"context_len={context_len} must be in [{pad + 2}, {ids.shape[1]}] "
-                             f"(the prompt holds {pad} padding tokens)")
-        positions = self._prompt_positions(inputs, mask)
+                             f"(the prompt holds up to {pad} padding tokens)")
+        ids = ids[:, :context_len]
         for attempt in range(2):
-            self._mask, self._positions = mask[:, :context_len], positions
-            self._prefill(inputs, context_len - 1)
-            if positions is not None:  # the last context token's position is the prompt's, not "last plus one"
-                self._next_positions = positions[..., context_len - 1 : context_len]
-            step = self.step(int(ids[0, context_len - 1]))
+            self._ids = ids
+            self._kwargs = self._prompt_kwargs(inputs, ids, mask[:, :context_len])
+            cut = 0 if self.prefix_lm else context_len - 1
+            if cut:
+                with torch.no_grad():
+                    prefix = {k: (v[..., :cut] if k == "position_ids" else v[:, :cut] if k in PER_TOKEN_INPUTS else v)
+                              for k, v in self._kwargs.items()}
+                    saved, self._kwargs = self._kwargs, prefix
+                    self._forward(ids[:, :cut], None, first=True)
+                    saved["cache"] = self._kwargs["cache"]
+                    self._kwargs = saved
+            if cut:  # a prefix-LM prompt has no cache before its chunk, which runs on the plain path
+                self.fast = _prepare_cache(self._kwargs["cache"], self._handed, self.fast)
+            step = self._step(ids, context_len - cut, first=not cut)
             if not self.fast or self._live_used:
                 return step
             # the model's attention did not take the live rows (its own code between the cache and
@@ -273,54 +367,70 @@ class SaliencyEngine:
             self.fast = False
         return step
 
-    def step(self, token_id: int) -> Step:
-        """Feed one token at the next position with gradients on; the past stays constant."""
-        if self._cache is None:
+    def step(self, tokens: Sequence[int] | Tensor) -> Step:
+        """Feed one token per sample at the next position with gradients on; the past stays constant."""
+        if self._ids is None:
             raise RuntimeError("call start() before step()")
-        model = self.model
-        device = model.get_input_embeddings().weight.device
-        ids = torch.tensor([[int(token_id)]], device=device)
-        keys = self._position + 2  # the cached past plus this token
-        if self._mask.shape[-1] < keys:
-            self._mask = torch.cat([self._mask, self._mask.new_ones(self._mask.shape[0], keys - self._mask.shape[-1])], -1)
-        kwargs: dict[str, Any] = {"attention_mask": self._mask[:, :keys]}
-        if self._positions is not None:
-            if self._next_positions is not None:
-                self._positions, self._next_positions = self._next_positions, None
-            else:
-                self._positions = self._positions[..., -1:] + 1  # generate()'s rule: the last position plus one
-            kwargs["position_ids"] = self._positions
+        tokens = torch.as_tensor(tokens, device=self._ids.device).reshape(-1, 1)
+        if tokens.shape[0] != self._ids.shape[0]:
+            raise InputError(f"{tokens.shape[0]} tokens for a batch of {self._ids.shape[0]}")
+        self._kwargs = self.model._update_model_kwargs_for_generation(self._last, self._kwargs)
+        self._ids = torch.cat([self._ids, tokens], dim=1)
+        return self._step(self._ids, 1, first=False)
+
+    def _step(self, ids: Tensor, length: int, first: bool) -> Step:
         try:
-            with torch.enable_grad(), attention.scope(model) if self.fast else nullcontext():
-                embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
-                out = model(inputs_embeds=embeds, use_cache=True, output_attentions=True,
-                            **{self._cache_kw: self._cache}, **kwargs)
+            with self._grad_forward() as captured:
+                out = self._forward(ids, length, first)
             self._live_used = all(attention.was_used(v) for v in self._handed)
         finally:
             self._handed.clear()  # keep no reference to this step's graph past the forward
-        attentions = out.attentions
-        if attentions is None or any(attentions[l] is None for l in self.layers):
-            raise UnsupportedModelError(
-                f"{type(model).__name__} returned no attention weights; it must run eager attention"
-            )
-        self._cache = returned_cache(out)
-        _detach_cache(self._cache)
-        self._position += 1
-        graph_attn = [attentions[l] for l in self.layers]  # each (1, heads, 1, q + 1)
-        expected = self._position + 1
-        if graph_attn[0].shape[-1] != expected:
-            raise UnsupportedModelError(
-                f"attention row covers {graph_attn[0].shape[-1]} keys, expected {expected}; "
-                "sliding-window or compressed caches are not supported"
-            )
-        logits = out.logits[0, -1]
-        return Step(
-            position=self._position,
-            logits=logits.detach().float(),
-            attention=torch.stack([a[0, :, 0, :].detach().float() for a in graph_attn]),
-            _graph_logits=logits,
-            _graph_attn=graph_attn,
-        )
+        if any(a is None for a in captured):
+            raise UnsupportedModelError(f"{type(self.model).__name__} returned no attention weights from its "
+                                        "self-attention layers; it must run eager attention")
+        cache = self._kwargs["cache"]
+        _detach_cache(cache)
+        self.fast = _prepare_cache(cache, self._handed, self.fast)
+        # what _update_model_kwargs_for_generation reads: the output without its graph-holding tensors
+        self._last = {k: v for k, v in out.items() if k not in ("logits", "attentions", "hidden_states")}
+        self._position = int(ids.shape[1]) - 1
+        wide = max(a.shape[-1] for a in captured)  # each (batch, heads, queries, keys of the layer)
+        if wide != self._position + 1:
+            raise UnsupportedModelError(f"attention rows cover {wide} keys, expected {self._position + 1}: "
+                                        "a compressed cache cannot be traced")
+        logits = out.logits[:, -1]
+        return Step(position=self._position, logits=logits.detach().float(),
+                    attention=torch.stack([_absolute(a[:, :, -1].detach().float(), wide) for a in captured], dim=1),
+                    _graph_logits=logits, _graph_attn=list(captured))
+
+    def drop(self, keep: Sequence[int]) -> None:
+        """Keep only the samples at indices ``keep`` of the current batch (finished ones leave):
+        their cache rows, mask, positions and other per-token inputs."""
+        if self._ids is None:
+            raise RuntimeError("call start() before drop()")
+        from transformers.generation.utils import MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL
+
+        rows = torch.as_tensor(list(keep), dtype=torch.long, device=self._ids.device)
+        batch = self._ids.shape[0]
+        self._ids = self._ids[rows]
+        for key, value in list(self._kwargs.items()):
+            if key == "cache":
+                value.reorder_cache(rows)
+            elif key in MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL:
+                del self._kwargs[key]  # consumed by the prefill
+            elif key == "position_ids" or (key in PER_TOKEN_INPUTS and torch.is_tensor(value)):
+                self._kwargs[key] = _index(value, key, rows)
+            elif torch.is_tensor(value) and value.shape[:1] == (batch,):
+                self._kwargs[key] = value[rows]
+
+
+def _absolute(row: Tensor, width: int) -> Tensor:
+    """``(batch, heads, k)`` row of a sliding-window layer placed at its absolute columns."""
+    return row if row.shape[-1] == width else nn.functional.pad(row, (width - row.shape[-1], 0))
+
+
+def _ranges(layers: Sequence[int]) -> str:
+    return ", ".join(map(str, layers)) if len(layers) < 12 else f"{layers[0]}..{layers[-1]} ({len(layers)} layers)"
 
 
 def saliency_rows(
@@ -332,7 +442,7 @@ def saliency_rows(
         model: An HF LVLM loaded with eager attention (see :func:`~lvsal_data.load_lvlm`).
         inputs: Model inputs of prompt + answer, batch 1.
         answer_start: Index of the first answer token in ``input_ids``.
-        layers: Layer indices (default: all layers).
+        layers: Layer indices (default: every layer with self-attention).
 
     Returns:
         ``(n_answer_tokens, n_layers, seq_len)`` float32: for answer token i at position
@@ -345,6 +455,8 @@ def saliency_rows(
     """
     ids = inputs["input_ids"]
     seq = ids.shape[-1]
+    if ids.shape[0] != 1:
+        raise InputError(f"saliency_rows takes a batch of one, got {ids.shape[0]}")
     if not 2 <= answer_start < seq:
         raise InputError(f"answer_start={answer_start} must be in [2, {seq - 1}] for a sequence of {seq}")
     engine = SaliencyEngine(model, layers)
@@ -352,10 +464,10 @@ def saliency_rows(
     step = engine.start(inputs, answer_start)
     for i, pos in enumerate(range(answer_start, seq)):
         token = int(ids[0, pos])
-        out[i, :, : pos] = step.saliency([token])[0].cpu()
+        out[i, :, :pos] = step.saliency([token])[0]
         if pos + 1 < seq:
-            step = engine.step(token)
+            step = engine.step([token])
     return out
 
 
-__all__ = ["SaliencyEngine", "Step", "default_target_layers", "normalized_saliency", "saliency_rows"]
+__all__ = ["PER_TOKEN_INPUTS", "SaliencyEngine", "Step", "left_padding", "normalized_saliency", "saliency_rows"]

@@ -7,8 +7,8 @@ attention, and a function that builds batch-1 inputs of the real layout
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -51,6 +51,45 @@ class TinyLVLM:
         dtype = next(self.model.parameters()).dtype
         batch = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
         return batch, spans
+
+
+#: Inputs with one entry per token (``(batch, seq)``): left-padded when prompts are stacked.
+_PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+def stack_inputs(samples: Sequence[tuple[dict[str, torch.Tensor], Spans]]) -> tuple[dict[str, torch.Tensor], list[Spans]]:
+    """Batch-1 inputs of several prompts as one left-padded batch, as a processor with
+    ``padding_side="left"`` builds it: per-token inputs padded on the left (pad id 0, mask 0),
+    per-image inputs (pixel values, image grids) concatenated, spans shifted by each padding."""
+    width = max(int(inputs["input_ids"].shape[1]) for inputs, _ in samples)
+    batch: dict[str, list[torch.Tensor]] = {}
+    spans: list[Spans] = []
+    for inputs, s in samples:
+        pad = width - int(inputs["input_ids"].shape[1])
+        for key, value in inputs.items():
+            if key in _PER_TOKEN:
+                value = torch.nn.functional.pad(value, (pad, 0))
+            batch.setdefault(key, []).append(value)
+        shift = lambda r: (r[0] + pad, r[1] + pad)  # noqa: E731
+        spans.append(Spans(system=(pad, s.system[1] + pad), image=shift(s.image), instruction=shift(s.instruction)))
+    return {key: torch.cat(values, dim=0) for key, values in batch.items()}, spans
+
+
+def with_grid(tiny: TinyLVLM, grid: tuple[int, int]) -> TinyLVLM:
+    """The same tiny Qwen2-VL model fed images of another ``(h, w)`` patch grid (another number
+    of image tokens, so another prompt length)."""
+    if tiny.family != "qwen2_vl":
+        raise ValueError(f"with_grid is for qwen2_vl, not {tiny.family}")
+    return replace(tiny, n_image_tokens=grid[0] * grid[1] // 4, _pixels=_qwen_pixels(*grid))
+
+
+def _qwen_pixels(h: int, w: int) -> Callable[[torch.Generator], dict[str, torch.Tensor]]:
+    patch_dim = 3 * 2 * 14 * 14
+
+    def pixels(g: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"pixel_values": torch.randn(h * w, patch_dim, generator=g), "image_grid_thw": torch.tensor([[1, h, w]])}
+
+    return pixels
 
 
 def _finish(model: Any) -> Any:
@@ -110,13 +149,7 @@ def tiny_qwen2_vl(*, seed: int = 0, grid: tuple[int, int] = (4, 4)) -> TinyLVLM:
     config._attn_implementation = "eager"
     model = _finish(Qwen2VLForConditionalGeneration(config))
     h, w = grid
-    patch_dim = 3 * 2 * 14 * 14
-
-    def pixels(g: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"pixel_values": torch.randn(h * w, patch_dim, generator=g),
-                "image_grid_thw": torch.tensor([[1, h, w]])}
-
-    return TinyLVLM(model, "qwen2_vl", h * w // 4, pixels)
+    return TinyLVLM(model, "qwen2_vl", h * w // 4, _qwen_pixels(h, w))
 
 
 def tiny_internvl(*, seed: int = 0) -> TinyLVLM:

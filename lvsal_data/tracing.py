@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from .aggregates import TokenSummary, summarize
+from .attention import attention_modules
 from .decoding.base import Context, Decoder, Greedy
 from .errors import InputError
-from .models import Spans, num_text_layers
 from .layers import default_target_layers
+from .models import Spans
 from .saliency import SaliencyEngine
 
 
@@ -84,9 +85,9 @@ def trace_generate(
         spans: The prompt's spans.
         decoder: A :class:`~lvsal_data.decoding.Decoder` (default greedy).
         max_new_tokens: Upper bound on the answer length.
-        layers: Layers to trace (default all).
-        target_layers: Layers of the Eq. 6 score (default floor(6L/32)..floor(8L/32));
-            must be among ``layers``.
+        layers: Layers to trace (default: every layer with self-attention).
+        target_layers: Layers of the Eq. 6 score (default floor(6L/32)..floor(8L/32), among
+            the layers with self-attention); must be among ``layers``.
         eos_token_ids: Ids that end the answer (default: the model's generation config).
         generator: Seeded generator for sampling decoders.
         keep_rows: Keep each token's layer-mean Shat row over the text columns (float16).
@@ -99,50 +100,98 @@ def trace_generate(
         >>> trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, max_new_tokens=32)  # doctest: +SKIP
         >>> [t.summary.saliency for t in trace.tokens]  # doctest: +SKIP
     """
+    return trace_batch(model, inputs, [spans], [decoder or Greedy()], max_new_tokens=max_new_tokens, layers=layers,
+                       target_layers=target_layers, eos_token_ids=eos_token_ids, generators=[generator],
+                       keep_rows=keep_rows, lookback=lookback)[0]
+
+
+def trace_batch(
+    model: Any,
+    inputs: Mapping[str, Any],
+    spans: Sequence[Spans],
+    decoders: Sequence[Decoder],
+    *,
+    max_new_tokens: int = 64,
+    layers: Sequence[int] | None = None,
+    target_layers: Sequence[int] | None = None,
+    eos_token_ids: Iterable[int] | None = None,
+    generators: Sequence[torch.Generator | None] | None = None,
+    keep_rows: bool = False,
+    lookback: bool = False,
+) -> list[Trace]:
+    """:func:`trace_generate` for a batch of left-padded prompts, traced together.
+
+    Each sample has its own spans, decoder (its state: SGRS's history) and generator, so its
+    trace equals its batch-1 trace whichever samples share the batch (the tests check it). A
+    finished sample leaves the batch. Every step runs one forward and one backward for the
+    whole batch (K candidates per sample for SGRS).
+
+    Args:
+        inputs: Prompt inputs of B samples, left-padded (``attention_mask``).
+        spans: The B prompts' spans, in the padded coordinates of ``inputs``.
+        decoders: One decoder per sample, of one class (they share the attention scope).
+        generators: One generator per sample (None: unseeded).
+        Others: as :func:`trace_generate`.
+    """
+    batch = inputs["input_ids"].shape[0]
+    if not len(spans) == len(decoders) == batch:
+        raise InputError(f"a batch of {batch} prompts needs {batch} spans and decoders, "
+                         f"got {len(spans)} and {len(decoders)}")
+    if len({type(d) for d in decoders}) > 1:
+        raise InputError("the decoders of a batch must be of one class")
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if spans.answer_start != inputs["input_ids"].shape[-1]:
-        raise InputError("inputs must be the prompt only (spans.answer_start == sequence length)")
-    n_layers = num_text_layers(model.config)
-    layers = list(range(n_layers)) if layers is None else list(layers)
-    target_layers = default_target_layers(n_layers) if target_layers is None else list(target_layers)
+    if any(s.answer_start != inputs["input_ids"].shape[-1] for s in spans):
+        raise InputError("inputs must be the prompts only (spans.answer_start == sequence length)")
+    available = sorted(attention_modules(model))
+    layers = available if layers is None else list(layers)
+    n_layers = model.config.get_text_config().num_hidden_layers
+    target_layers = default_target_layers(n_layers, available) if target_layers is None else list(target_layers)
     missing = sorted(set(target_layers) - set(layers))
     if missing:
         raise InputError(f"target layers {missing} are not among the traced layers {layers}")
     target_idx = [layers.index(l) for l in target_layers]
     stop = eos_ids(model) if eos_token_ids is None else set(eos_token_ids)
-    decoder = decoder or Greedy()
-    decoder.reset(Context(spans=spans, target=target_idx, generator=generator))
+    generators = list(generators) if generators is not None else [None] * batch
+    for decoder, s, g in zip(decoders, spans, generators):
+        decoder.reset(Context(spans=s, target=target_idx, generator=g))
+    with decoders[0].attention(model, spans[0].answer_start):
+        tokens = _decode(model, inputs, spans, decoders, layers, target_idx, stop, max_new_tokens, keep_rows, lookback)
+    return [Trace(tokens=t, layers=layers, target_layers=target_layers, stopped_by_eos=bool(t) and t[-1].token_id in stop)
+            for t in tokens]
 
-    with decoder.attention(model, spans.answer_start):
-        tokens, stopped = _decode(model, inputs, spans, decoder, layers, target_idx, stop, max_new_tokens,
-                                  keep_rows, lookback)
-    return Trace(tokens=tokens, layers=layers, target_layers=target_layers, stopped_by_eos=stopped)
 
-
-def _decode(model: Any, inputs: Mapping[str, Any], spans: Spans, decoder: Decoder, layers: list[int],
-            target_idx: list[int], stop: set[int], max_new_tokens: int, keep_rows: bool,
-            lookback: bool) -> tuple[list[TracedToken], bool]:
+def _decode(model: Any, inputs: Mapping[str, Any], spans: Sequence[Spans], decoders: Sequence[Decoder],
+            layers: list[int], target_idx: list[int], stop: set[int], max_new_tokens: int, keep_rows: bool,
+            lookback: bool) -> list[list[TracedToken]]:
     engine = SaliencyEngine(model, layers)
     step = engine.start(inputs)
-    tokens: list[TracedToken] = []
-    stopped = False
+    tokens: list[list[TracedToken]] = [[] for _ in decoders]
+    active = list(range(len(decoders)))  # sample index of each batch row
     for i in range(max_new_tokens):
-        choice = decoder.choose(step)
+        candidates = [decoders[b].propose(step.logits[r]) for r, b in enumerate(active)]
+        rows = step.saliency(torch.stack(candidates).to(step.logits.device))  # (rows, K, layers, q + 1)
         logp = torch.log_softmax(step.logits, dim=-1)
-        entropy = float(-(logp.exp() * logp).sum())
-        summary = summarize(choice.rows, step.attention, spans, step.position, target_idx, lookback)
-        row = None
-        if keep_rows:
-            cols = text_columns(spans, step.position)
-            row = choice.rows.mean(dim=0)[cols].cpu().numpy().astype(np.float16)
-        tokens.append(TracedToken(i, choice.token, float(logp[choice.token]), entropy, summary, choice.record, row))
-        if choice.token in stop:
-            stopped = True
+        entropy = -(logp.exp() * logp).sum(dim=-1)
+        emitted = []
+        for r, b in enumerate(active):
+            choice = decoders[b].decide(candidates[r], step.logits[r], rows[r])
+            summary = summarize(choice.rows, step.attention[r], spans[b], step.position, target_idx, lookback)
+            row = None
+            if keep_rows:
+                row = choice.rows.mean(dim=0)[text_columns(spans[b], step.position)].cpu().numpy().astype(np.float16)
+            tokens[b].append(TracedToken(i, choice.token, float(logp[r, choice.token]), float(entropy[r]), summary,
+                                         choice.record, row))
+            emitted.append(choice.token)
+        keep = [r for r, token in enumerate(emitted) if token not in stop]
+        if not keep or i + 1 == max_new_tokens:
             break
-        if i + 1 < max_new_tokens:
-            step = engine.step(choice.token)
-    return tokens, stopped
+        if len(keep) < len(active):  # finished samples leave the batch
+            engine.drop(keep)
+            active = [active[r] for r in keep]
+            emitted = [emitted[r] for r in keep]
+        step = engine.step(emitted)
+    return tokens
 
 
-__all__ = ["Trace", "TracedToken", "eos_ids", "text_columns", "trace_generate"]
+__all__ = ["Trace", "TracedToken", "eos_ids", "text_columns", "trace_batch", "trace_generate"]

@@ -18,7 +18,7 @@ def _summary_at(tiny: TinyLVLM, i: int, lookback: bool = False):
     rows = saliency_rows(tiny.model, inputs, spans.answer_start)
     q = spans.answer_start + i - 1
     step = SaliencyEngine(tiny.model).start(inputs, q + 1)
-    return rows[i, :, : q + 1], step.attention, spans, q, step
+    return rows[i, :, : q + 1], step.attention[0], spans, q, step
 
 
 def test_segments_cover_the_causal_row(tiny: TinyLVLM) -> None:
@@ -60,7 +60,7 @@ def test_first_token_has_an_empty_output_segment(tiny: TinyLVLM) -> None:
 
 def test_eq6_score_batches_over_candidates(tiny: TinyLVLM) -> None:
     _, _, spans, q, step = _summary_at(tiny, 2)
-    rows = step.saliency(step.logits.topk(4).indices)
+    rows = step.saliency(step.logits[0].topk(4).indices)
     scores = eq6_score(rows, spans, [1, 2])
     for k in range(4):
         assert torch.isclose(scores[k], eq6_score(rows[k], spans, [1, 2]))

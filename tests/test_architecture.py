@@ -124,11 +124,8 @@ PLUGIN = textwrap.dedent('''
     class SecondChoice(Greedy):
         """Always the second most likely token."""
 
-        def choose(self, step):
-            from lvsal_data.decoding import Choice
-
-            token = int(step.logits.topk(2).indices[1])
-            return Choice(token, step.saliency([token])[0])
+        def propose(self, logits):
+            return logits.topk(2).indices[1:]
 
 
     class FirstScenes(SyntheticSource):

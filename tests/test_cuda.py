@@ -142,9 +142,9 @@ def test_no_memory_growth_beyond_the_cache() -> None:
     step = engine.start(prepared.inputs)
     marks = []
     for i in range(60):
-        token = int(step.logits.argmax())
+        token = int(step.logits[0].argmax())
         step.saliency([token])
-        step = engine.step(token)
+        step = engine.step([token])
         if i in (9, 59):
             torch.cuda.synchronize()
             marks.append(torch.cuda.memory_allocated())

@@ -119,10 +119,10 @@ def test_sgrs_alpha_zero_is_the_base_decoding(model_under_test: TinyLVLM) -> Non
     engine = SaliencyEngine(tiny.model, layers=[0])
     step = engine.start(inputs)
     for _ in range(STEPS):
-        logits, ids = step.logits.topk(5)
+        logits, ids = step.logits[0].topk(5)
         token = int(ids[int(torch.multinomial(torch.softmax(logits.double(), 0), 1, generator=gen))])
         ref.append(token)
-        step = engine.step(token)
+        step = engine.step([token])
     assert sampled.token_ids == ref
 
 
@@ -149,8 +149,8 @@ def test_sgrs_sampling_survives_a_rejected_certain_top1(tiny_models) -> None:
     inputs, spans = tiny.inputs(n_answer=0)
     step = SaliencyEngine(tiny.model).start(inputs)
     step.logits = torch.full_like(step.logits, -50.0)
-    step.logits[:5] = torch.tensor([200.0, 0.0, -1.0, -2.0, -3.0])
-    assert float(torch.softmax(step.logits, -1)[1]) == 0.0  # the float32 probabilities really vanish
+    step.logits[0, :5] = torch.tensor([200.0, 0.0, -1.0, -2.0, -3.0])
+    assert float(torch.softmax(step.logits[0], -1)[1]) == 0.0  # the float32 probabilities really vanish
     sgrs = SGRS(alpha=1.0)
     sgrs.reset(Context(spans=spans, target=[1, 2], generator=torch.Generator().manual_seed(0)))
     sgrs.history.append(1e9)  # every candidate is rejected: three draws, then the fallback
@@ -174,7 +174,7 @@ def _attention_at_step(tiny: TinyLVLM, n_answer: int, params: LocoREParams | Non
     ctx = locore(tiny.model, spans.answer_start, params) if params else torch.no_grad()
     with ctx:
         step = SaliencyEngine(tiny.model).start(inputs)
-    return step.attention, step.logits, spans
+    return step.attention[0], step.logits[0], spans
 
 
 def test_recent_answer_mask() -> None:

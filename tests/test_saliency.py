@@ -79,7 +79,7 @@ def test_batched_candidates_equal_one_by_one(tiny: TinyLVLM) -> None:
     inputs, spans = tiny.inputs(n_answer=3)
     context = spans.answer_start + 2  # a step inside the answer
     step = SaliencyEngine(tiny.model).start(inputs, context)
-    candidates = step.logits.topk(5).indices
+    candidates = step.logits[0].topk(5).indices
     batched = step.saliency(candidates)
     assert batched.shape[0] == 5
     for k, c in enumerate(candidates):
@@ -91,7 +91,7 @@ def test_candidate_rows_equal_teacher_forced_rows(tiny: TinyLVLM) -> None:
     """Scoring candidate c at a step equals the teacher-forced row of an answer ending in c."""
     inputs, spans = tiny.inputs(n_answer=2)
     step = SaliencyEngine(tiny.model).start(inputs, spans.answer_start + 1)
-    cand = int(step.logits.topk(3).indices[2])
+    cand = int(step.logits[0].topk(3).indices[2])
     row = step.saliency([cand])[0]
     forced = dict(inputs)
     ids = inputs["input_ids"].clone()
@@ -107,10 +107,10 @@ def _steps(model, inputs, fast: bool, n: int = 5) -> tuple[list, list, SaliencyE
     step = engine.start(inputs)
     logits, rows = [], []
     for _ in range(n):
-        candidates = step.logits.topk(5).indices
+        candidates = step.logits[0].topk(5).indices
         logits.append(step.logits)
         rows.append(step.saliency(candidates))
-        step = engine.step(int(candidates[0]))
+        step = engine.step([int(candidates[0])])
     return logits, rows, engine
 
 

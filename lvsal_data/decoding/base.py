@@ -1,10 +1,13 @@
 """The decoding contract and the two base decodings (greedy, ancestral sampling).
 
-A decoder sees one :class:`~lvsal_data.saliency.Step` at a time and returns a :class:`Choice`:
-the token it emits, that token's saliency rows (computed with the step's single backward) and
-a record of what it did (SGRS logs tries, rejections, fallback and threshold there). It builds
-itself from the run's options (:meth:`Decoder.from_options`) and says under which attention it
-decodes (:meth:`Decoder.attention`), so a new decoding is one class, registered by name in
+A decoder decodes one sequence in two phases per step, so that a whole batch shares one backward:
+:meth:`Decoder.propose` names the candidate tokens whose saliency rows its decision needs (one
+for greedy and sampling, the top-K for SGRS), and :meth:`Decoder.decide` takes their rows and
+returns a :class:`Choice`: the token it emits, that token's rows, and a record of what it did
+(SGRS logs tries, rejections, fallback and threshold there). :meth:`Decoder.choose` runs both on
+a batch-1 :class:`~lvsal_data.saliency.Step`. A decoder builds itself from the run's options
+(:meth:`Decoder.from_options`) and says under which attention it decodes
+(:meth:`Decoder.attention`), so a new decoding is one class, registered by name in
 :data:`lvsal_data.registry.DECODINGS`.
 """
 
@@ -42,7 +45,8 @@ class Context:
 
 
 class Decoder:
-    """Base class: one instance decodes one sequence at a time (call :meth:`reset` first)."""
+    """Base class: one instance decodes one sequence (call :meth:`reset` first); a batch has one
+    instance per sample, each with its own state and generator."""
 
     generator: torch.Generator | None = None
 
@@ -56,11 +60,26 @@ class Decoder:
         return nullcontext()
 
     def reset(self, context: Context) -> None:
+        """Start a new sequence. Assign every per-sequence attribute here (never mutate one in
+        place): the collector gives each sample of a batch a shallow copy of one configured
+        decoder and resets it."""
         self.context = context
         self.generator = context.generator
 
-    def choose(self, step: Step) -> Choice:  # pragma: no cover - abstract
+    def propose(self, logits: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """``(K,)`` token ids whose saliency rows the decision needs, from the ``(vocab,)`` logits
+        (K must not depend on the sample: a batch shares one backward)."""
         raise NotImplementedError
+
+    def decide(self, candidates: Tensor, logits: Tensor, rows: Tensor) -> Choice:
+        """The emitted token, given the candidates' ``(K, layers, q + 1)`` rows (default: the first)."""
+        return Choice(int(candidates[0]), rows[0])
+
+    def choose(self, step: Step) -> Choice:
+        """Decide a batch-1 step alone: propose, one backward, decide."""
+        logits = step.logits[0]
+        candidates = self.propose(logits)
+        return self.decide(candidates, logits, step.saliency(candidates.reshape(1, -1))[0])
 
     def params(self) -> dict[str, Any]:
         """The parameters written into a trace manifest."""
@@ -70,9 +89,8 @@ class Decoder:
 class Greedy(Decoder):
     """Arg-max decoding."""
 
-    def choose(self, step: Step) -> Choice:
-        token = int(step.logits.argmax())
-        return Choice(token, step.saliency([token])[0])
+    def propose(self, logits: Tensor) -> Tensor:
+        return logits.argmax().reshape(1)
 
 
 class AncestralSampling(Decoder):
@@ -87,10 +105,9 @@ class AncestralSampling(Decoder):
     def from_options(cls, options: DecodingOptions, calibration: dict[str, Any] | None = None) -> "AncestralSampling":
         return cls(options.temperature)
 
-    def choose(self, step: Step) -> Choice:
-        probs = torch.softmax(step.logits / self.temperature, dim=-1).cpu()
-        token = int(torch.multinomial(probs, 1, generator=self.generator))
-        return Choice(token, step.saliency([token])[0])
+    def propose(self, logits: Tensor) -> Tensor:
+        probs = torch.softmax(logits / self.temperature, dim=-1).cpu()
+        return torch.multinomial(probs, 1, generator=self.generator)
 
     def params(self) -> dict[str, Any]:
         return {"temperature": self.temperature}

@@ -20,11 +20,11 @@ from collections import deque
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ..aggregates import eq6_score
 from ..config import DecodingOptions, sgrs_settings
 from ..errors import InputError
-from ..saliency import Step
 from .base import Choice, Context, Decoder
 
 
@@ -63,16 +63,19 @@ class SGRS(Decoder):
     def threshold(self) -> float:
         return self.alpha * sum(self.history) / len(self.history) if self.history else 0.0
 
-    def choose(self, step: Step) -> Choice:
-        top_logits, top_ids = step.logits.topk(min(self.k, step.logits.numel()))  # probability order
-        rows = step.saliency(top_ids)  # (K, layers, q + 1): one batched backward
+    def propose(self, logits: Tensor) -> Tensor:
+        """The top-K candidates, in probability order."""
+        return logits.topk(min(self.k, logits.numel())).indices
+
+    def decide(self, candidates: Tensor, logits: Tensor, rows: Tensor) -> Choice:
+        """Algorithm 1 on the candidates' rows (``(K, layers, q + 1)``, from one batched backward)."""
         scores = eq6_score(rows, self.context.spans, self.context.target).tolist()
         tau = self.threshold()
-        untried = list(range(len(top_ids)))
-        logits = top_logits.cpu().double()
+        untried = list(range(len(candidates)))
+        top_logits = logits[candidates].cpu().double()
         accepted, tried = None, 0
         while untried and tried < self.tries:
-            pick = untried[0] if self.deterministic else self._draw(logits, untried)
+            pick = untried[0] if self.deterministic else self._draw(top_logits, untried)
             untried.remove(pick)
             tried += 1
             if scores[pick] >= tau:
@@ -84,7 +87,7 @@ class SGRS(Decoder):
         if not fallback or self.fallback_in_history:
             self.history.append(scores[accepted])
         record = {"tries": tried, "rejected": tried - (0 if fallback else 1), "fallback": fallback, "tau": tau}
-        return Choice(int(top_ids[accepted]), rows[accepted], record)
+        return Choice(int(candidates[accepted]), rows[accepted], record)
 
     def _draw(self, logits: torch.Tensor, untried: list[int]) -> int:
         """One candidate drawn from the top-K probabilities renormalised over ``untried``."""
