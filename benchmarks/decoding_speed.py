@@ -3,7 +3,12 @@
 Two models: the LLaVA-1.5-shaped tiny model (576 image tokens, 256 answer tokens) and the shipped
 organism (``--model organism``). Prints a table with ratios and peak memory.
 
-    python benchmarks/decoding_speed.py [--model tiny|organism] [--answer 256] [--device cuda]
+    python benchmarks/decoding_speed.py [--model tiny|organism|7b] [--answer 256] [--device cuda]
+    python benchmarks/decoding_speed.py --batch-sizes 1,4,16 [--model ...]   # batched tracing
+
+With ``--batch-sizes``, each method runs B copies of the prompt together (the collector's
+``--batch-size``) and the table gives amortised ms per token, tokens/s and each traced method's
+ratio to ``generate()`` at the same batch size.
 
 SGRS runs as a decoding does, tracing only its target layers ("SGRS"), and also while tracing
 every layer as the collector does ("SGRS, all layers traced"). The naive SGRS reference is the
@@ -77,14 +82,78 @@ def locore_generate(model, inputs, spans, args) -> int:
     return out.shape[1] - inputs["input_ids"].shape[1]
 
 
+class Batched:
+    """A setup whose prompt is repeated ``size`` times as one batch (picklable for the children)."""
+
+    def __init__(self, setup, size: int) -> None:
+        self.setup, self.size = setup, size
+
+    def __call__(self, args):
+        model, inputs, spans = self.setup(args)
+        batch = {k: torch.cat([v] * self.size, dim=0) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        return model, batch, [spans] * self.size
+
+
+def batch_generate(model, inputs, spans, args) -> int:
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=args.answer, do_sample=False)
+    return out.shape[0] * (out.shape[1] - inputs["input_ids"].shape[1])
+
+
+def batch_locore(model, inputs, spans, args) -> int:
+    from lvsal_data.decoding import locore
+
+    with torch.no_grad(), locore(model, spans[0].answer_start, beta=0.15):
+        out = model.generate(**inputs, max_new_tokens=args.answer, do_sample=False)
+    return out.shape[0] * (out.shape[1] - inputs["input_ids"].shape[1])
+
+
+def _batch_trace(model, inputs, spans, args, name: str) -> int:
+    from lvsal_data.decoding import build_decoder
+    from lvsal_data.tracing import trace_batch
+
+    traces = trace_batch(model, inputs, spans, [build_decoder(name) for _ in spans], max_new_tokens=args.answer,
+                         eos_token_ids=[], generators=[torch.Generator().manual_seed(b) for b in range(len(spans))])
+    return sum(len(t.tokens) for t in traces)
+
+
+def batch_traced(model, inputs, spans, args) -> int:
+    return _batch_trace(model, inputs, spans, args, "greedy")
+
+
+def batch_sgrs(model, inputs, spans, args) -> int:
+    return _batch_trace(model, inputs, spans, args, "sgrs")
+
+
+def batch_table(setup, args) -> None:
+    """tokens/s and amortised ms per token at each batch size; ratios to generate() at that size."""
+    methods = {"generate()": batch_generate, "LocoRE generate()": batch_locore, "traced greedy": batch_traced,
+               "SGRS, all layers traced": batch_sgrs}
+    rows = []
+    for size in args.batch_sizes:
+        measured = {name: (t, peak) for name, t, _, peak in measure(Batched(setup, size), methods, args)}
+        rows += [(size, name, t, peak, t / measured["generate()"][0]) for name, (t, peak) in measured.items()]
+    base = {name: t for size, name, t, _, _ in rows if size == args.batch_sizes[0]}
+    print(f"\n{args.answer} answer tokens per sample, {args.device} {args.dtype}, {args.threads} threads\n")
+    print("| batch | method | ms / token (amortised) | tokens / s | x generate() at this batch | "
+          f"speed-up over batch {args.batch_sizes[0]} | peak memory (MB) |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for size, name, t, peak, ratio in rows:
+        print(f"| {size} | {name} | {t * 1e3:.2f} | {1 / t:.0f} | {ratio:.2f} | {base[name] / t:.2f} | {peak:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
     parser.add_argument("--model", default="tiny", choices=["tiny", "organism", "7b"],
                         help="tiny: LLaVA-1.5-shaped tiny model; organism; 7b: LLaVA-1.5-7B's shape, random weights (GPU)")
     parser.add_argument("--pairs", type=int, default=5, help="alternating pairs for the paired ratios (0: skip them)")
+    parser.add_argument("--batch-sizes", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                        help="comma-separated batch sizes: print the batched table instead (e.g. 1,4,16)")
     args = parser.parse_args()
     setup = {"tiny": tiny_llava15, "organism": organism, "7b": llava15_7b}[args.model]
+    if args.batch_sizes:
+        return batch_table(setup, args)
     methods = {"generate() greedy": plain_generate, "LocoRE generate()": locore_generate,
                "traced greedy": traced_greedy, "SGRS": sgrs, "SGRS, all layers traced": sgrs_all_layers,
                "naive SGRS": naive_sgrs}

@@ -18,10 +18,10 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 #: public name -> the module that defines it
 _PUBLIC = {
-    "LVLM": "models", "Prepared": "models", "Spans": "models", "find_spans": "models", "load_lvlm": "models",
+    "LVLM": "models", "Prepared": "models", "PreparedBatch": "models", "Spans": "models", "find_spans": "models", "load_lvlm": "models",
     "SaliencyEngine": "saliency", "saliency_rows": "saliency",
     "default_target_layers": "layers",
-    "Trace": "tracing", "trace_generate": "tracing",
+    "Trace": "tracing", "trace_batch": "tracing", "trace_generate": "tracing",
     "Mention": "labels", "find_mentions": "labels",
 }
 
@@ -43,6 +43,6 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .labels import Mention, find_mentions
     from .layers import default_target_layers
-    from .models import LVLM, Prepared, Spans, find_spans, load_lvlm
+    from .models import LVLM, Prepared, PreparedBatch, Spans, find_spans, load_lvlm
     from .saliency import SaliencyEngine, saliency_rows
-    from .tracing import Trace, trace_generate
+    from .tracing import Trace, trace_batch, trace_generate

@@ -77,13 +77,16 @@ class CollectConfig(DecodingOptions):
     target_layers: list[int] | None = field(default=None, metadata={
         "help": "Eq. 6 layers (default: the calibration's, else floor(6L/32)..floor(8L/32))"})
     shard_size: int = field(default=32, metadata={"help": "samples per Parquet shard"})
+    batch_size: str = field(default="1", metadata={
+        "help": "answers traced together per step: N, or 'auto' (4 on CPU; on a GPU the largest that fits its "
+                "free memory); every sample's rows equal its batch-1 rows"})
     revision: str | None = field(default=None, metadata={"help": "model revision on the Hub"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow the model repository's own code"})
 
     def run_identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the original."""
         d = asdict(self)
-        for key in ("resume", "out", "device"):
+        for key in ("resume", "out", "device", "batch_size"):  # rows do not depend on them
             d.pop(key)
         return d
 

@@ -7,7 +7,7 @@ reads the real token layout.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -190,6 +190,44 @@ class LVLM:
         spans = find_spans(inputs["input_ids"], self.model.config, markers=self.markers)
         return Prepared(inputs=inputs, spans=spans, text=text)
 
+    def prepare_batch(self, images: Sequence[Any], prompts: Sequence[str],
+                      system_prompt: str | None = None) -> "PreparedBatch":
+        """Model inputs for B images and prompts, left-padded into one batch, and each one's spans.
+
+        The processor pads the prompts on the left (generation appends on the right) and the
+        attention mask marks the padding; each sample's spans are in the padded coordinates
+        (``padding[b]`` tokens to the right of its batch-1 ones).
+
+        Args:
+            images: B PIL images.
+            prompts: B user prompts.
+            system_prompt: A system message before every prompt (None: none).
+
+        Returns:
+            :class:`PreparedBatch` with ``.inputs`` (on the model's device), ``.spans`` and
+            ``.padding``.
+        """
+        if len(images) != len(prompts) or not prompts:
+            raise InputError(f"prepare_batch needs as many images as prompts (got {len(images)} and {len(prompts)})")
+        if len(prompts) == 1:
+            one = self.prepare(images[0], prompts[0], system_prompt)
+            return PreparedBatch(inputs=one.inputs, spans=[one.spans], padding=[0], texts=[one.text])
+        texts = [self.chat_prompt(p, system_prompt) for p in prompts]
+        tokenizer = self.tokenizer
+        if getattr(tokenizer, "pad_token_id", None) is None:  # padded keys are masked: any id will do
+            tokenizer.pad_token = tokenizer.eos_token
+        batch = self.processor(images=list(images), text=texts, return_tensors="pt", padding=True,
+                               padding_side="left")
+        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            raise UnsupportedModelError(f"the processor of {self.name} returns no attention_mask; cannot batch it")
+        spans = [find_spans(inputs["input_ids"][b], self.model.config, attention_mask=mask[b], markers=self.markers)
+                 for b in range(len(prompts))]
+        return PreparedBatch(inputs=inputs, spans=spans, padding=[s.system[0] for s in spans], texts=texts)
+
 
 @dataclass
 class Prepared:
@@ -198,6 +236,27 @@ class Prepared:
     inputs: dict[str, Any]
     spans: Spans
     text: str = ""
+
+
+@dataclass
+class PreparedBatch:
+    """Model inputs for B prompts, left-padded into one batch, with each one's spans (in the
+    padded coordinates) and its number of padding tokens."""
+
+    inputs: dict[str, Any]
+    spans: list[Spans]
+    padding: list[int]
+    texts: list[str]
+
+    def unpadded_spans(self, b: int) -> Spans:
+        """Sample ``b``'s spans as its batch-1 prompt has them."""
+        return shift_spans(self.spans[b], -self.padding[b])
+
+
+def shift_spans(spans: Spans, offset: int) -> Spans:
+    """``spans`` moved ``offset`` columns to the right."""
+    move = lambda r: (r[0] + offset, r[1] + offset)  # noqa: E731
+    return Spans(system=move(spans.system), image=move(spans.image), instruction=move(spans.instruction))
 
 
 def _resolve(name_or_path: str) -> str:
@@ -299,4 +358,4 @@ def check_eager(model: Any) -> None:
         )
 
 
-__all__ = ["LVLM", "Prepared", "Spans", "find_spans", "load_lvlm", "check_eager"]
+__all__ = ["LVLM", "Prepared", "PreparedBatch", "Spans", "shift_spans", "find_spans", "load_lvlm", "check_eager"]

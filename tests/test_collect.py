@@ -143,6 +143,36 @@ def test_torchrun_two_ranks_equals_single_process(reference: Path, tmp_path: Pat
     _assert_same(out, reference)
 
 
+def _assert_close(a: Path, b: Path, atol: float = 1e-5) -> None:
+    """Same samples and tokens; float columns (and lists of floats) equal to ``atol``."""
+    for x, y in zip(_rows(a), _rows(b)):
+        assert list(x.columns) == list(y.columns) and len(x) == len(y)
+        for col in x.columns:
+            floats = pd.api.types.is_float_dtype(x[col]) or all(
+                hasattr(v, "dtype") and v.dtype.kind == "f" and v.size for v in x[col])
+            if floats:
+                np.testing.assert_allclose(np.stack(x[col].map(np.asarray)).astype(float),
+                                           np.stack(y[col].map(np.asarray)).astype(float), atol=atol, rtol=0,
+                                           err_msg=col)
+            else:
+                pd.testing.assert_series_equal(x[col], y[col], obj=col)
+
+
+@pytest.mark.parametrize("decoding", ["greedy", "sgrs"])
+def test_batched_run_equals_batch_one(decoding: str, tmp_path: Path, env: dict[str, str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """--batch-size 4 (prompts of different lengths, left-padded, sorted by length inside a
+    shard, finished answers leaving the batch) writes every sample's batch-1 rows."""
+    monkeypatch.setenv("LVSAL_CACHE", env["LVSAL_CACHE"])
+    runs = {}
+    for size in ("1", "4"):
+        out = tmp_path / f"b{size}"
+        collect(CollectConfig(data=DATA, out=str(out), max_new_tokens=10, shard_size=5, decoding=decoding,
+                              batch_size=size, seed=3), progress=False)
+        runs[size] = out
+    _assert_close(runs["4"], runs["1"])
+
+
 def test_skipped_images_are_recorded(tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LVSAL_CACHE", env["LVSAL_CACHE"])
     from lvsal_data.sources import open_source
