@@ -85,3 +85,25 @@ def test_the_caption_set_covers_every_class() -> None:
         ref = c["reference"]
         assert set(ref["hallucinated"]) == {m for m in ref["mentions"] if m not in c["ground_truth"]}
         assert ref["chair_s"] == bool(ref["hallucinated"])
+
+
+def agreement(cases: list[dict]) -> dict[str, float]:
+    """Per caption, the share (%) where our mention set, hallucinated set and CHAIR_S flag are the
+    reference's (the README's agreement table)."""
+    same = Counter()
+    for c in cases:
+        ours = _mentions(c)
+        hallucinated = {m for m in ours if m not in c["ground_truth"]}
+        ref = c["reference"]
+        same["mention set"] += set(ours) == set(ref["mentions"])
+        same["hallucinated set"] += hallucinated == set(ref["hallucinated"])
+        same["CHAIR_S flag"] += bool(hallucinated) == ref["chair_s"]
+    return {k: round(100 * same[k] / len(cases), 1) for k in ("mention set", "hallucinated set", "CHAIR_S flag")}
+
+
+def test_readme_agreement_figures_are_what_the_captions_give() -> None:
+    """The README's "now" row is recomputed from the caption set, so the figures cannot go stale."""
+    section = README.read_text().split("## CHAIR and POPE against the reference scripts")[1]
+    row = re.search(r"^\| now \| ([\d.]+)% \| ([\d.]+)% \| ([\d.]+)% \|", section, re.MULTILINE)
+    assert row, "the README's agreement table has no 'now' row"
+    assert [float(v) for v in row.groups()] == list(agreement(CASES).values())
