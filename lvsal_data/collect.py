@@ -128,6 +128,7 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
         raise InputError(f"--max-new-tokens must be >= 1, got {cfg.max_new_tokens}")
     if cfg.shard_size < 1:
         raise InputError(f"--shard-size must be >= 1, got {cfg.shard_size}")
+    parse_batch_size(cfg.batch_size)  # a bad value is refused before anything is written
     rank, world, local_rank = dist_info()
     dist = world > 1
     if dist and not torch.distributed.is_initialized():
@@ -252,8 +253,19 @@ def resolve_batch_size(option: str | int, lvlm: LVLM) -> int:
     """``--batch-size``: a positive number, or ``auto`` (on CPU 4: the one-token step is too small
     to keep the cores busy alone; on a GPU the largest batch whose KV cache and step fit in the
     free memory, estimated from the model's shape; see :func:`auto_batch_size`)."""
+    size = parse_batch_size(option)
+    return auto_batch_size(lvlm) if size == "auto" else size
+
+
+def parse_batch_size(option: str | int) -> int | str:
+    """``--batch-size`` checked: a positive int, or ``"auto"``.
+
+    Example:
+        >>> parse_batch_size("8"), parse_batch_size("auto")
+        (8, 'auto')
+    """
     if str(option) == "auto":
-        return auto_batch_size(lvlm)
+        return "auto"
     try:
         size = int(option)
     except ValueError:

@@ -261,3 +261,14 @@ def test_the_manifest_and_card_say_the_protocol(reference: Path, tmp_path: Path,
                                         system_prompt="Be precise."), progress=False).manifest
     assert with_system["protocol"]["system_prompt"] == "Be precise."
     assert open_traces(tmp_path / "s").pandas("samples")["span_system"][0][1] > 0
+
+
+@pytest.mark.parametrize("value", ["abc", "0"])
+def test_bad_batch_size_is_one_line_and_writes_nothing(value: str, tmp_path: Path, capsys) -> None:
+    from lvsal_data.cli import main
+
+    out = tmp_path / "t"
+    assert main(["collect", "--data", DATA, "--batch-size", value, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--batch-size" in err and "Traceback" not in err
+    assert not out.exists()
