@@ -112,7 +112,7 @@ class RunSummary:
 
 
 def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | None = None,
-            progress: bool = True) -> RunSummary:
+            progress: bool = True, calibration: dict[str, Any] | None = None) -> RunSummary:
     """Run ``cfg``: trace every sample, write shards, merge the manifest (rank 0).
 
     Args:
@@ -120,6 +120,7 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
         lvlm: An already loaded model (default: ``load_lvlm(cfg.model, ...)``).
         decoder: A configured decoder (default: ``cfg.decoding`` built from ``cfg``).
         progress: Show a progress bar.
+        calibration: ``cfg.calibration`` already read (verify reads it once for every decoding).
 
     Returns:
         A :class:`RunSummary` (its manifest is set on rank 0).
@@ -135,7 +136,8 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
         torch.distributed.init_process_group("gloo")
     if rank == 0:
         check_output_folder(cfg.out, cfg.resume)  # before the model loads: refusing must be quick
-    calibration = load_calibration(cfg.calibration) if cfg.calibration else None
+    if calibration is None and cfg.calibration:
+        calibration = load_calibration(cfg.calibration)
     decoder = decoder or build_decoder(cfg.decoding, cfg, calibration)
     source = open_source(cfg.data)
     samples = list(source)

@@ -15,6 +15,7 @@ import torch
 
 from .aggregates import TokenSummary, summarize
 from .attention import attention_modules
+from .config import DEFAULT_MAX_NEW_TOKENS
 from .decoding.base import Context, Decoder, Greedy
 from .errors import InputError
 from .layers import default_target_layers
@@ -69,7 +70,7 @@ def trace_generate(
     spans: Spans,
     decoder: Decoder | None = None,
     *,
-    max_new_tokens: int = 64,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     layers: Sequence[int] | None = None,
     target_layers: Sequence[int] | None = None,
     eos_token_ids: Iterable[int] | None = None,
@@ -111,7 +112,7 @@ def trace_batch(
     spans: Sequence[Spans],
     decoders: Sequence[Decoder],
     *,
-    max_new_tokens: int = 64,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     layers: Sequence[int] | None = None,
     target_layers: Sequence[int] | None = None,
     eos_token_ids: Iterable[int] | None = None,
