@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .attention import attention_modules
 from .config import DEFAULT_MAX_NEW_TOKENS, CollectConfig, load_calibration, sgrs_settings, with_calibration
 from .decoding import Decoder, build_decoder
 from .errors import InputError
@@ -89,15 +90,16 @@ class RunSettings:
 
 def resolve_run(cfg: CollectConfig, source: Source, lvlm: LVLM, calibration: dict[str, Any] | None) -> RunSettings:
     """Resolve every setting of a run once: an explicit option, else the calibration file, else
-    the source's protocol, else the default."""
-    n_layers = lvlm.num_layers
+    the source's protocol, else the default. Layers default to those with self-attention (all
+    of them, but for hybrid models' linear-attention layers)."""
+    available = sorted(attention_modules(lvlm.model))
     target, note = with_calibration("--target-layers", cfg.target_layers, calibration, "target_layers",
-                                    default_target_layers(n_layers))
+                                    default_target_layers(lvlm.num_layers, available))
     notes = sgrs_settings(cfg, calibration)[2] + ([note] if note else [])
     return RunSettings(
         max_new_tokens=cfg.max_new_tokens or source.protocol().get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS,
         system_prompt=resolve_system_prompt(cfg.system_prompt, lvlm.standard_system_prompt),
-        layers=list(cfg.layers) if cfg.layers is not None else list(range(n_layers)),
+        layers=list(cfg.layers) if cfg.layers is not None else available,
         target_layers=[int(l) for l in target], notes=notes)
 
 
