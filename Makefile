@@ -28,8 +28,10 @@ test-gpu: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest tests
 
+# A second demo needs another folder: make demo OUT=lvsal-demo-2
+OUT ?= lvsal-demo
 demo: $(STAMP)
-	$(VENV)/bin/lvsal demo
+	$(VENV)/bin/lvsal demo --out $(OUT)
 
 bench: $(STAMP)
 	$(PY) benchmarks/saliency_speed.py
