@@ -20,24 +20,6 @@ from .errors import LvsalError
 from .registry import load_plugins
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lvsal",
-        description="Gradient-aware saliency traces of LVLM generations, labelled for hallucination.",
-    )
-    parser.add_argument("--version", action="version", version=f"lvsal-data {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS.order():
-        cmd = COMMANDS[name]
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
-        add_config_arguments(p, cmd.config, cmd.exclude)
-        p.add_argument("--threads", type=_positive_int, default=None,
-                       help=f"CPU threads of torch (default: $OMP_NUM_THREADS if set, else {DEFAULT_CPU_THREADS}: "
-                            "one token's step is too small for more to pay)")
-        p.set_defaults(_command=cmd)
-    return parser
-
-
 #: intra-op threads on CPU when the user sets none: one generated token is a handful of small
 #: matrix products, too small for threads to pay, and on a shared machine extra threads only
 #: wait for cores (measured on the organism, README "Speed on a shared machine").
@@ -76,16 +58,33 @@ def _os_error(err: OSError) -> str:
     return f"{err.strerror or err}:{where}" if where else str(err)
 
 
-def _hub_error(err: Exception) -> str | None:
-    """A Hugging Face Hub / network failure as one line (None when it is not one)."""
-    name = type(err).__name__
-    text = str(err)
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    if offline or "offline" in text.lower() or name in ("ConnectionError", "ConnectTimeout", "ReadTimeout",
-                                                         "LocalEntryNotFoundError", "OfflineModeIsEnabled"):
-        return ("cannot reach the Hugging Face Hub (offline" + (", HF_HUB_OFFLINE is set" if offline else "")
-                + f") and the files are not in its cache: {text.splitlines()[0] if text else name}")
+def _hub_error(err: BaseException) -> str | None:
+    """A Hugging Face Hub / network failure (requests, httpx, huggingface_hub) as one line;
+    None when it is not one."""
+    module = type(err).__module__.split(".")[0]
+    text = str(err).strip()
+    if module in ("requests", "httpx", "urllib3", "huggingface_hub") or "couldn't connect" in text.lower():
+        return ("cannot reach the Hugging Face Hub (offline?) and the files are not in the local cache: "
+                f"{text.splitlines()[0] if text else type(err).__name__}; connect, or use a local folder")
     return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lvsal",
+        description="Gradient-aware saliency traces of LVLM generations, labelled for hallucination.",
+    )
+    parser.add_argument("--version", action="version", version=f"lvsal-data {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS.order():
+        cmd = COMMANDS[name]
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        add_config_arguments(p, cmd.config, cmd.exclude)
+        p.add_argument("--threads", type=_positive_int, default=None,
+                       help=f"CPU threads of torch (default: $OMP_NUM_THREADS if set, else {DEFAULT_CPU_THREADS}: "
+                            "one token's step is too small for more to pay)")
+        p.set_defaults(_command=cmd)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,6 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except OSError as err:  # a file or folder the command could not read or write, or the network
         print(f"{prefix} {_hub_error(err) or _os_error(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # the Hub's client raises its own types (httpx); anything else is a bug
+        line = _hub_error(err)
+        if line is None:
+            raise
+        print(f"{prefix} {line}", file=sys.stderr)
         return 2
 
 
