@@ -361,8 +361,10 @@ def test_interrupted_says_resume(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def test_verify_names_each_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from transformers import AutoConfig
+
     from lvsal_data.commands import verification
-    from lvsal_data.validation import model_config
+    from lvsal_data.models import _resolve
 
     class Stop(Exception):
         pass
@@ -377,7 +379,7 @@ def test_verify_names_each_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr("lvsal_data.collect.collect", fake_collect)
     with pytest.raises(Stop):
         verification.verify(verification.VerifyConfig(data=DATA, out=str(tmp_path / "v"), max_new_tokens=4),
-                            lvlm=SimpleNamespace(model=SimpleNamespace(config=model_config("organism"))))
+                            lvlm=SimpleNamespace(model=SimpleNamespace(config=AutoConfig.from_pretrained(_resolve("organism")))))
     err = capsys.readouterr().err
     assert "verify 1/4: greedy" in err and "verify 2/4: sgrs" in err
 
