@@ -155,8 +155,11 @@ class ShardWriter:
             log.warning("state file %s is corrupt (%s): collecting all of its shards again", path, err)
             return
         for index, rec in shards.items():
-            bad = next((self.root / rec[k]["path"] for k in ("tokens", "samples")
-                        if not _intact(self.root / rec[k]["path"], rec[k]["sha256"])), None)
+            try:
+                bad = next((self.root / rec[k]["path"] for k in ("tokens", "samples")
+                            if not _intact(self.root / rec[k]["path"], rec[k]["sha256"])), None)
+            except (KeyError, TypeError):  # a hand-edited entry: its shard is collected again too
+                bad = f"{index} of {path}"
             if bad is not None:
                 log.warning("shard %s is missing or fails its checksum: collecting it again", bad)
                 continue
