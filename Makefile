@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-gpu test-all demo bench organism notebook-data clean
+.PHONY: install test test-gpu test-all demo bench organism notebook-data notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,10 @@ test-gpu: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest tests
 
+# A second demo needs another folder: make demo OUT=lvsal-demo-2
+OUT ?= lvsal-demo
 demo: $(STAMP)
-	$(VENV)/bin/lvsal demo
+	$(VENV)/bin/lvsal demo --out $(OUT)
 
 bench: $(STAMP)
 	$(PY) benchmarks/saliency_speed.py
@@ -48,9 +50,14 @@ notebook-data: $(STAMP)
 	rm -rf $(NB_DATA)
 	$(VENV)/bin/lvsal collect --model organism --data synthetic:split=test,n=40,seed=3 --out $(NB_DATA) \
 	    --max-new-tokens 48 --store-rows --lookback-heads
-	$(PY) -c "from lvsal_data.hub import write_card; write_card('$(NB_DATA)', repo_id='lvsal-data/organism-traces', license='apache-2.0')"
+	$(PY) -c "from lvsal_data.hub import redact_manifest, write_card; redact_manifest('$(NB_DATA)'); write_card('$(NB_DATA)', repo_id='lvsal-data/organism-traces', license='apache-2.0')"
 	rm -rf $(NB_DATA)/.lvsal
 	cp $(NB_DATA)/README.md data_cards/organism-traces.md
+
+# Execute the notebooks and save them with their outputs (figures visible on a web view); stderr
+# (progress bars, library warnings with this machine's paths) is left out.
+notebooks: $(STAMP)
+	MPLBACKEND=module://matplotlib_inline.backend_inline $(PY) notebooks/execute.py notebooks/*.ipynb
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

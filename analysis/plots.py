@@ -41,27 +41,45 @@ def decile_figure(deciles: pd.DataFrame, stat: str = "saliency") -> plt.Figure:
 
 
 def label_figure(scores: pd.DataFrame) -> plt.Figure:
-    """Saliency of correct vs hallucinated mention starts (the paper's Table 4, as a plot)."""
-    long = scores.melt(id_vars=["label"], value_vars=["saliency", "sal_last"], var_name="statistic")
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    sns.boxplot(data=long, x="statistic", y="value", hue="label", hue_order=["correct", "hallucinated"], ax=ax,
-                fliersize=1)
-    ax.set(title="Saliency of mention starts", xlabel="", ylabel="saliency")
+    """Saliency of correct vs hallucinated mention starts (the paper's Table 4, as a plot): one
+    panel per statistic on its own scale, so ``sal_last``'s outliers cannot squash the main
+    statistic's boxes."""
+    stats = [s for s in ("saliency", "sal_last") if s in scores]
+    fig, axes = plt.subplots(1, len(stats), figsize=(3.0 * len(stats) + 0.6, 3.6), squeeze=False)
+    for ax, stat in zip(axes[0], stats):
+        sns.boxplot(data=scores, x="label", y=stat, hue="label", order=["correct", "hallucinated"],
+                    hue_order=["correct", "hallucinated"], ax=ax, fliersize=1, legend=False)
+        ax.set(title=stat, xlabel="", ylabel=f"{stat} of the mention start")
+    fig.suptitle("Saliency of mention starts")
     fig.tight_layout()
     return fig
 
 
+#: panel titles as the report names the metrics
+METRIC_NAMES = {"chair_s": "CHAIR_S", "chair_i": "CHAIR_I", "recall": "object recall", "length": "length",
+                "pope_accuracy": "POPE accuracy", "pope_precision": "POPE precision", "pope_recall": "POPE recall",
+                "pope_f1": "POPE F1", "pope_yes_ratio": "POPE yes-ratio"}
+
+
 def effects_figure(metrics: Mapping[str, Any], keys: tuple[str, ...]) -> plt.Figure:
-    """Each decoding's metrics with 95% CIs, one panel per metric."""
+    """Each decoding's metrics with 95% CIs, one panel per metric: titled as the report names it,
+    with its better direction, percentages in % as the report prints them."""
+    from .verification import HIGHER_IS_BETTER, LOWER_IS_BETTER
+
     decodings = [d for d in metrics if d not in ("vs_greedy", "meta")]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.6), squeeze=False)
     for ax, key in zip(axes[0], keys):
+        scale, unit = (1, "tokens") if key == "length" else (100, "%")
         vals = [metrics[d][key] for d in decodings]
-        y = [v["value"] for v in vals]
-        err = [[v["value"] - v["ci_low"] for v in vals], [v["ci_high"] - v["value"] for v in vals]]
+        y = [scale * v["value"] for v in vals]
+        err = [[scale * (v["value"] - v["ci_low"]) for v in vals], [scale * (v["ci_high"] - v["value"]) for v in vals]]
         ax.bar(decodings, y, color=sns.color_palette("deep", len(decodings)))
         ax.errorbar(range(len(decodings)), y, yerr=err, fmt="none", c="black", capsize=3)
-        ax.set_title(key)
+        direction = ("lower is better" if key in LOWER_IS_BETTER else "higher is better" if key in HIGHER_IS_BETTER
+                     else "no better direction")
+        name = METRIC_NAMES.get(key, key)
+        ax.set_title(f"{name}\n({direction})", fontsize=10)
+        ax.set_ylabel(f"{name} ({unit}, 95% CI)")
         ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig

@@ -127,6 +127,8 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
     Returns:
         A :class:`RunSummary` (its manifest is set on rank 0).
     """
+    from .validation import validate_collect  # every option, before anything is written (issue 19)
+    validate_collect(cfg, lvlm)
     if cfg.max_new_tokens is not None and cfg.max_new_tokens < 1:
         raise InputError(f"--max-new-tokens must be >= 1, got {cfg.max_new_tokens}")
     if cfg.shard_size < 1:

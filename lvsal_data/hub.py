@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,49 @@ class PublishError(LvsalError):
 
 def template_text() -> str:
     return resources.files("data_cards").joinpath(TEMPLATE).read_text(encoding="utf-8")
+
+
+#: an absolute POSIX path inside a string (up to a space, quote, comma or closing bracket)
+_ABS_PATH = re.compile(r"(?<![\w.~<>-])/(?:[^\s'\",:;()\[\]{}]+)")
+
+
+def _local_roots(manifest: dict[str, Any], extra: tuple[str, ...] = (), dataset: str | None = None
+                 ) -> list[tuple[str, str]]:
+    """(local prefix, its public stand-in), longest first: the data's folders, the trace
+    dataset's own folder, the virtual environment, the working folder and the home folder."""
+    pairs = [(str(v), "<data>") for k, v in manifest.get("source", {}).items()
+             if k in ("root", "path", "images") and isinstance(v, str) and v]
+    pairs += [(r, "<data>") for r in extra] + ([(dataset, "<dataset>")] if dataset else [])
+    pairs += [(sys.prefix, "<venv>"), (os.getcwd(), "."), (str(Path.home()), "~")]
+    return sorted({(a.rstrip("/"), b) for a, b in pairs if a and a.rstrip("/")}, key=lambda p: -len(p[0]))
+
+
+def redact(value: Any, roots: list[str] | tuple[str, ...] = (), manifest: dict[str, Any] | None = None,
+           dataset: str | os.PathLike | None = None) -> Any:
+    """``value`` (a manifest, or any JSON value) with nothing of the user's machine in it: the
+    data folders (the manifest's source root / path / images, and ``roots``) become ``<data>``,
+    the trace dataset's folder ``<dataset>``, the virtual environment ``<venv>``, the working
+    folder ``.``, the home folder ``~``, and any other absolute path keeps only its last component.
+
+    Example:
+        >>> redact({"reason": "image not found: /srv/me/coco/val2014/1.jpg"}, roots=["/srv/me/coco"])
+        {'reason': 'image not found: <data>/val2014/1.jpg'}
+    """
+    pairs = _local_roots(manifest if manifest is not None else value if isinstance(value, dict) else {},
+                         tuple(roots), str(dataset) if dataset is not None else None)
+
+    def text(s: str) -> str:
+        for local, public in pairs:
+            s = re.sub(r"(?<![\w.\-/])" + re.escape(local) + r"(?![\w.\-])", public, s)
+        return _ABS_PATH.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], s)
+
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, dict):
+        return {k: redact(v, roots, manifest if manifest is not None else value, dataset) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, roots, manifest, dataset) for v in value]
+    return value
 
 
 def _fmt(e: dict[str, float], pct: bool) -> str:
@@ -77,7 +123,7 @@ def render_card(traces: Traces, repo_id: str | None = None, license: str = "othe
     import datasets
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    m = traces.manifest
+    m = redact(traces.manifest, dataset=traces.root)  # nothing of the user's machine in a card
     cols = set(traces.arrow("tokens").schema.names) if traces.paths("tokens") else set()
     tok_schema = tokens_schema("rows" in cols, "lookback" in cols)
     info = [
@@ -109,6 +155,15 @@ def render_card(traces: Traces, repo_id: str | None = None, license: str = "othe
     return str(card)
 
 
+def redact_manifest(root: str | os.PathLike) -> Path:
+    """Rewrite ``root/manifest.json`` with :func:`redact` (for a dataset shipped as it is, like
+    the notebooks' one); returns its path."""
+    traces = open_traces(root)
+    path = traces.root / "manifest.json"
+    atomic_write_text(path, json.dumps(redact(traces.manifest, dataset=traces.root), indent=1))
+    return path
+
+
 def write_card(root: Path, **kwargs: Any) -> Path:
     from .io import atomic_write_text
 
@@ -118,20 +173,38 @@ def write_card(root: Path, **kwargs: Any) -> Path:
 
 
 def repo_folder(traces_dir: Path, out: Path, repo_id: str | None = None, **card: Any) -> Path:
-    """Write exactly the Hub repository's content to ``out``: card, manifest, data."""
+    """Write exactly the Hub repository's content to ``out``: card, manifest (its local paths
+    redacted), data. Everything is staged beside ``out`` and renamed into place, so a failure
+    leaves no half-written folder to block a retry."""
     traces = open_traces(traces_dir)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PublishError(f"folder {out} is not empty; choose an empty --folder")
-    out.mkdir(parents=True, exist_ok=True)
-    for table in ("tokens", "samples"):
-        for p in traces.paths(table):
-            dest = out / p.relative_to(traces.root)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(p, dest)
-    atomic_write_text(out / "manifest.json", json.dumps(traces.manifest, indent=1))
-    atomic_write_text(out / "README.md", render_card(traces, repo_id=repo_id, **card))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for table in ("tokens", "samples"):
+            for p in traces.paths(table):  # each checked against its sha256
+                dest = staging / p.relative_to(traces.root)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(p, dest)
+        manifest = redact(traces.manifest, dataset=traces.root)
+        atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=1))
+        atomic_write_text(staging / "README.md", render_card(traces, repo_id=repo_id, **card))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; give it a plain folder's mode
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def publish(traces_dir: Path, repo_id: str, folder: Path | None = None, private: bool = False, **card: Any) -> str:
@@ -148,8 +221,6 @@ def publish(traces_dir: Path, repo_id: str, folder: Path | None = None, private:
     token = os.environ.get("HF_TOKEN")
     if not token:
         raise PublishError("no Hugging Face token: set HF_TOKEN, or write the repo folder with --folder DIR")
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         staged = repo_folder(Path(traces_dir), Path(tmp) / "repo", repo_id=repo_id, **card)
         api = HfApi(token=token)
@@ -162,4 +233,4 @@ def publish(traces_dir: Path, repo_id: str, folder: Path | None = None, private:
     return str(getattr(info, "commit_url", f"https://huggingface.co/datasets/{repo_id}"))
 
 
-__all__ = ["PublishError", "publish", "render_card", "repo_folder", "write_card", "META"]
+__all__ = ["PublishError", "publish", "redact", "redact_manifest", "render_card", "repo_folder", "write_card", "META"]

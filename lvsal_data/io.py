@@ -4,6 +4,7 @@ file, a crash leaves the old one) and JSON reads whose errors name the file and 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -80,3 +81,22 @@ def read_json(path: str | os.PathLike, what: str = "file",
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise error(f"malformed JSON in {path} at line {err.lineno}, column {err.colno}: {err.msg}") from None
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float as None (JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # a numpy scalar
+        return _finite(value.item())
+    return value
+
+
+def write_json(path: str | os.PathLike, value: Any, indent: int = 1) -> None:
+    """Write ``value`` as valid JSON, atomically: NaN and infinities become null (``json.dumps``
+    would write the invalid ``NaN``)."""
+    atomic_write_text(path, json.dumps(_finite(value), indent=indent, allow_nan=False))

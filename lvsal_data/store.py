@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,10 +33,15 @@ from .io import atomic_path, atomic_write_text
 from .schema import SAMPLES, SCHEMA_VERSION
 
 META = ".lvsal"
+log = logging.getLogger(__name__)
 
 
 class StoreError(LvsalError):
     """The output folder is in a state the run cannot use (the message says how to fix it)."""
+
+
+def _intact(path: Path, digest: str) -> bool:
+    return path.is_file() and sha256(path) == digest
 
 
 def sha256(path: Path) -> str:
@@ -47,11 +53,29 @@ def sha256(path: Path) -> str:
 
 
 def check_output_folder(root: str | Path, resume: bool) -> None:
-    """Refuse a non-empty output folder unless resuming (cheap: run it before loading a model)."""
+    """Refuse a non-empty output folder unless resuming, and one that is a file or cannot be
+    written (cheap: run it before loading a model)."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"--out {root} is a file, not a folder; choose another --out")
     if not resume and root.exists() and any(root.iterdir()):
         raise StoreError(f"output folder {root} is not empty; pass --resume to continue the run "
                          "there, or choose another --out")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"cannot create --out {root}: {err.strerror or err}; choose a writable folder") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise StoreError(f"--out {root} is not writable; choose a writable folder")
+
+
+def _read_state(path: Path) -> Any:
+    """A state file under ``.lvsal/``; a corrupt one is a :class:`StoreError` naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise StoreError(f"corrupt state file {path} ({err}); the run cannot be resumed from it: "
+                         "choose another --out") from None
 
 
 def _is_float(t: pa.DataType) -> bool:
@@ -107,7 +131,7 @@ class ShardWriter:
             if not cfg_path.exists():
                 raise StoreError(f"{self.root} holds no lvsal run to resume ({cfg_path} missing); choose an "
                                  "empty --out")
-            old = json.loads(cfg_path.read_text())
+            old = _read_state(cfg_path)
             diff = sorted(k for k in set(old) | set(self.config) if old.get(k) != self.config.get(k)
                           and k not in ("resume",))
             if diff:
@@ -117,9 +141,29 @@ class ShardWriter:
             atomic_write_text(cfg_path, json.dumps(self.config, indent=1, sort_keys=True))
 
     def open(self) -> None:
-        """Load this rank's registry (empty on a fresh run)."""
+        """Load this rank's registry (empty on a fresh run). A registered shard whose file is
+        missing or fails its checksum is dropped, so it is collected again (and the log says so);
+        so is every shard of a registry that cannot be read."""
         path = self._registry_path()
-        self._registry = json.loads(path.read_text()) if path.exists() else {"shards": {}, "skipped": []}
+        self._registry = {"shards": {}, "skipped": []}
+        if not path.exists():
+            return
+        try:
+            registry = json.loads(path.read_text(encoding="utf-8"))
+            shards = dict(registry["shards"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            log.warning("state file %s is corrupt (%s): collecting all of its shards again", path, err)
+            return
+        for index, rec in shards.items():
+            try:
+                bad = next((self.root / rec[k]["path"] for k in ("tokens", "samples")
+                            if not _intact(self.root / rec[k]["path"], rec[k]["sha256"])), None)
+            except (KeyError, TypeError):  # a hand-edited entry: its shard is collected again too
+                bad = f"{index} of {path}"
+            if bad is not None:
+                log.warning("shard %s is missing or fails its checksum: collecting it again", bad)
+                continue
+            self._registry["shards"][index] = rec
 
     def _registry_path(self) -> Path:
         return self.root / META / f"rank-{self.rank}-of-{self.world_size}.json"
@@ -153,17 +197,18 @@ def merge_manifest(root: Path, extra: dict[str, Any]) -> dict[str, Any]:
     Checks that each registered shard exists with its recorded checksum.
     """
     root = Path(root)
-    config = json.loads((root / META / "config.json").read_text())
+    config = _read_state(root / META / "config.json")
     shards: dict[str, list[dict[str, Any]]] = {"tokens": [], "samples": []}
     skipped: list[dict[str, str]] = []
     for reg_path in sorted((root / META).glob("rank-*-of-*.json")):
-        reg = json.loads(reg_path.read_text())
+        reg = _read_state(reg_path)
         for _, rec in sorted(reg["shards"].items(), key=lambda kv: int(kv[0])):
             for kind in ("tokens", "samples"):
                 entry = rec[kind]
                 path = root / entry["path"]
-                if not path.exists() or sha256(path) != entry["sha256"]:
-                    raise StoreError(f"shard {path} is missing or does not match its checksum; rerun with --resume")
+                if not _intact(path, entry["sha256"]):  # rerunning with --resume collects it again
+                    raise StoreError(f"shard {path} is missing or does not match its checksum; rerun with --resume "
+                                     "to collect it again")
                 shards[kind].append(entry)
             skipped += rec["skipped"]
     for kind in shards:
@@ -187,11 +232,28 @@ class Traces:
 
     root: Path
     manifest: dict[str, Any]
+    _verified: set[str] = field(default_factory=set, init=False, repr=False)
 
     def paths(self, table: str) -> list[Path]:
+        """The table's shard files, each checked against the manifest's sha256 (once per file).
+
+        Raises:
+            StoreError: A shard is missing or is not the file the manifest recorded.
+        """
         if table not in ("tokens", "samples"):
             raise ValueError(f"table must be tokens or samples, got {table!r}")
-        return [self.root / e["path"] for e in self.manifest["shards"][table]]
+        paths = []
+        for entry in self.manifest["shards"][table]:
+            path = self.root / entry["path"]
+            if entry["path"] not in self._verified:
+                if not path.is_file():
+                    raise StoreError(f"shard {path} listed in {self.root / 'manifest.json'} is missing")
+                if sha256(path) != entry["sha256"]:
+                    raise StoreError(f"shard {path} does not match its checksum in {self.root / 'manifest.json'} "
+                                     "(changed or truncated since it was written); collect the dataset again")
+                self._verified.add(entry["path"])
+            paths.append(path)
+        return paths
 
     def arrow(self, table: str, columns: list[str] | None = None) -> pa.Table:
         paths = self.paths(table)
@@ -232,4 +294,24 @@ def open_traces(root: str | os.PathLike) -> Traces:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise StoreError(f"malformed JSON in {path} at line {err.lineno}, column {err.colno}") from None
+    _check_manifest(manifest, path)
     return Traces(root, manifest)
+
+
+#: what readers take from a manifest
+MANIFEST_KEYS = ("schema_version", "model", "layers", "target_layers", "source", "decoding", "max_new_tokens",
+                 "seed", "rows", "skipped", "shards")
+
+
+def _check_manifest(manifest: Any, path: Path) -> None:
+    """Refuse a manifest without the keys readers use, naming the file and the keys."""
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{path} is not an lvsal manifest (a JSON {type(manifest).__name__}, expected an object)")
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    shards = manifest.get("shards")
+    if not missing and not (isinstance(shards, dict) and all(
+            isinstance(shards.get(t), list) and all(isinstance(e, dict) and {"path", "sha256", "rows"} <= set(e)
+                                                     for e in shards[t]) for t in ("tokens", "samples"))):
+        missing = ["shards.tokens / shards.samples entries with path, sha256 and rows"]
+    if missing:
+        raise StoreError(f"{path} is not an lvsal manifest: missing {', '.join(missing)}")

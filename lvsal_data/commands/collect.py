@@ -8,6 +8,7 @@ from .options import Command
 
 def run(cfg: CollectConfig) -> int:
     from ..collect import collect
+    from ..errors import InputError
     from ..hub import headline_metrics
     from ..metrics import format_estimate
     from ..store import open_traces
@@ -16,6 +17,10 @@ def run(cfg: CollectConfig) -> int:
     m = summary.manifest
     if m is None:  # not rank 0
         return 0
+    if m["rows"]["samples"] == 0:  # every image skipped: an empty dataset is no result
+        reasons = "; ".join(f"{s['sample_id']}: {s['reason']}" for s in m["skipped"][:2])
+        raise InputError(f"collected no samples ({len(m['skipped'])} skipped: {reasons}); {cfg.out} holds an empty "
+                         "run: fix the data and collect into another --out")
     total_bytes = sum(e["bytes"] for e in m["shards"]["tokens"])
     tokens = m["rows"]["tokens"]
     print(f"collected {m['rows']['samples']} samples, {tokens} tokens ({tokens / max(summary.seconds, 1e-9):.1f} "

@@ -40,7 +40,8 @@ def _fmt(e: dict[str, float], scale: float = 100) -> str:
 def _start(out: Path) -> None:
     """Claim the output folder: empty, or a demo that did not finish (it resumes)."""
     if out.exists() and any(out.iterdir()) and not (out / IN_PROGRESS).exists():
-        raise InputError(f"demo output folder {out} is not empty; remove it or pass another --out")
+        raise InputError(f"demo output folder {out} is not empty (a finished demo?); pass another --out "
+                         "(make demo OUT=DIR) or remove it")
     out.mkdir(parents=True, exist_ok=True)
     (out / IN_PROGRESS).touch()
 

@@ -7,6 +7,7 @@ Every decoding goes through the collector (so each leaves a trace dataset under
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -64,14 +65,21 @@ def verify(cfg: VerifyConfig, lvlm: Any = None, progress: bool = True) -> Verify
         raise InputError("--decodings must include greedy (the baseline of the comparison)")
     for name in cfg.decodings:
         DECODINGS[name]  # an unknown name lists the valid ones
+    from ..validation import validate_collect
+
     out = Path(cfg.out)
+    validate_collect(cfg.collect_config("greedy"), lvlm)  # every option, before anything is written
     check_output_folder(out, cfg.resume)  # before the model loads: refusing must be quick
     if lvlm is None:
         lvlm = load_lvlm(cfg.model, device=cfg.device, dtype=cfg.dtype, revision=cfg.revision,
                          trust_remote_code=cfg.trust_remote_code)
+    from tqdm.auto import tqdm
+
     folders = {}
-    for name in cfg.decodings:
+    for step, name in enumerate(cfg.decodings, start=1):
         run = cfg.collect_config(name)
+        if progress:
+            tqdm.write(f"verify {step}/{len(cfg.decodings)}: {name}", file=sys.stderr)
         collect(run, lvlm=lvlm, progress=progress)  # resuming a finished decoding checks it and writes nothing new
         folders[name] = Path(run.out)
     metrics = compare(samples_by_decoding(folders), random_state=cfg.seed, pope_rule=cfg.pope_rule)

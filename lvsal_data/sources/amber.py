@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..labels import mentioned_categories
-from .base import Sample, Source, SourceError, read_json, require_dir, require_keys
+from .base import Sample, Source, SourceError, count_option, read_json, require_dir, require_keys
 
 
 class AmberSource(Source):
@@ -44,21 +44,26 @@ class AmberSource(Source):
                 raise SourceError(f"image folder not found: tried {', '.join(map(str, candidates))}")
             self.images = found
         queries = read_json(self.queries_path)
-        annotations = {a.get("id"): a for a in read_json(self.annotations_path)}
+        annotations = {}
+        for a in read_json(self.annotations_path):
+            require_keys(a, ("id",), self.annotations_path, "an annotation")
+            annotations[a["id"]] = a
         self._samples = []
         for q in queries:
-            require_keys(q, ("id", "image", "query"), self.queries_path, "a query")
+            require_keys(q, ("id", "image", "query"), self.queries_path, "a query",
+                         types={"image": str, "query": str})
             ann = annotations.get(q["id"])
             if ann is None:
                 raise SourceError(f"{self.annotations_path}: no annotation for query id {q['id']}")
-            require_keys(ann, ("truth",), self.annotations_path, f"annotation {q['id']}")
+            require_keys(ann, ("truth",), self.annotations_path, f"annotation {q['id']}", types={"truth": list})
             objects = set().union(*(mentioned_categories(w) for w in ann["truth"])) if ann["truth"] else set()
             self._samples.append(Sample(
                 id=f"amber-{q['id']}", image_id=str(q["image"]), prompt=q["query"], task="caption",
                 objects=tuple(sorted(objects)), source=self.name, split="generative",
                 image_path=self.images / q["image"]))
-        if n not in (None, "all"):
-            self._samples = self._samples[: int(n)]
+        count = count_option("n", n)
+        if count is not None:
+            self._samples = self._samples[:count]
 
     def __iter__(self) -> Iterator[Sample]:
         return iter(self._samples)

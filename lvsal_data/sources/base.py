@@ -125,10 +125,56 @@ def require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def require_keys(row: dict[str, Any], keys: tuple[str, ...], path: Path, where: str) -> None:
+def require_keys(row: Any, keys: tuple[str, ...], path: Path, where: str,
+                 types: dict[str, type | tuple[type, ...]] | None = None) -> None:
+    """Check that a record is an object with ``keys`` and, for those in ``types``, values of those
+    types; the error names the file, the record (by its id) and the field.
+
+    Raises:
+        SourceError: The record is not an object, lacks a field, or has one of the wrong type.
+    """
+    if not isinstance(row, dict):
+        raise SourceError(f"{path}: {where} is {_short(row)}, expected an object with field(s) {', '.join(keys)}")
     missing = [k for k in keys if k not in row]
     if missing:
         raise SourceError(f"{path}: {where} lacks field(s) {', '.join(missing)}")
+    for key, kind in (types or {}).items():
+        value = row.get(key)
+        if key in row and (not isinstance(value, kind) or isinstance(value, bool)):
+            ident = next((f" ({k} {row[k]!r})" for k in ("question_id", "id", "image_id") if k in row and k != key), "")
+            names = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+            raise SourceError(f"{path}: {where}{ident} has {key}={_short(value)}; expected {names}")
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def count_option(key: str, value: int | str | None, minimum: int = 0, all_ok: bool = True) -> int | None:
+    """A data spec's count option (``n=500``, ``n=all``) as an int; None for ``all`` / unset.
+
+    Raises:
+        SourceError: Not a whole number >= ``minimum`` (naming ``key=value``).
+    """
+    if value is None or (all_ok and str(value) == "all"):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < minimum:
+        allowed = f"a whole number >= {minimum}" + (" or all" if all_ok else "")
+        raise SourceError(f"bad data spec option {key}={value}: expected {allowed}")
+    return number
+
+
+def int_option(key: str, value: int | str) -> int:
+    """A data spec's integer option (``seed=0``)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SourceError(f"bad data spec option {key}={value}: expected a whole number") from None
 
 
 @dataclass(frozen=True)
@@ -143,6 +189,9 @@ class Spec:
 def parse_spec(spec: str) -> Spec:
     """Split ``NAME[:ARG][:k=v,...]``; a bare path is a local HF dataset folder.
 
+    Options follow the last ``:``. An ``ARG`` that is an existing path is taken whole, so a path
+    holding ``:`` or ``=`` works as it is (``coco:/runs/a=1:b`` with no options).
+
     Example:
         >>> parse_spec("synthetic:split=test,n=20")
         Spec(name='synthetic', arg=None, options={'split': 'test', 'n': '20'})
@@ -156,7 +205,7 @@ def parse_spec(spec: str) -> Spec:
         return Spec("hf", spec, {})
     options: dict[str, str] = {}
     arg: str | None = rest or None
-    if rest:
+    if rest and not Path(rest).exists():  # an existing path is the argument, ':' and '=' in it too
         head, sep, tail = rest.rpartition(":")
         opts_part = tail if sep else rest
         if "=" in opts_part:
@@ -181,4 +230,6 @@ def open_source(spec: str) -> Source:
     try:
         return factory(parsed.arg, **parsed.options)
     except TypeError as err:
+        raise SourceError(f"data spec {spec!r}: {err}") from None
+    except ValueError as err:  # a source's own conversion of an option
         raise SourceError(f"data spec {spec!r}: {err}") from None

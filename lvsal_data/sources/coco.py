@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..labels import mentioned_categories
-from .base import CAPTION_PROMPT, Sample, Source, SourceError, read_json, require_dir, require_keys
+from .base import (CAPTION_PROMPT, Sample, Source, SourceError, count_option, int_option, read_json, require_dir,
+                   require_keys)
 
 
 #: OPERA's CHAIR evaluation caps answers at 512 new tokens (CHAIR grows with length: fix it).
@@ -54,34 +55,34 @@ class CocoSource(Source):
             if found is None:
                 raise SourceError(f"image folder not found: tried {', '.join(map(str, candidates))}")
             self.images = found
-        self.n = None if str(n) == "all" else int(n)
-        self.seed = int(seed)
+        self.n = count_option("n", n)
+        self.seed = int_option("seed", seed)
         self.prompt = prompt
         self._samples = self._load()
 
     def _load(self) -> list[Sample]:
         inst: dict[str, Any] = read_json(self.instances_path)
         caps: dict[str, Any] = read_json(self.captions_path)
-        for key in ("images", "annotations", "categories"):
-            if key not in inst:
-                raise SourceError(f"{self.instances_path}: missing top-level key {key!r}")
-        if "annotations" not in caps:
-            raise SourceError(f"{self.captions_path}: missing top-level key 'annotations'")
+        require_keys(inst, ("images", "annotations", "categories"), self.instances_path, "the top level",
+                     types={"images": list, "annotations": list, "categories": list})
+        require_keys(caps, ("annotations",), self.captions_path, "the top level", types={"annotations": list})
         names = {}
         for c in inst["categories"]:
-            require_keys(c, ("id", "name"), self.instances_path, "a category")
+            require_keys(c, ("id", "name"), self.instances_path, "a category", types={"name": str})
             names[c["id"]] = c["name"]
         files = {}
         for im in inst["images"]:
-            require_keys(im, ("id", "file_name"), self.instances_path, "an image")
+            require_keys(im, ("id", "file_name"), self.instances_path, "an image",
+                         types={"id": (int, str), "file_name": str})
             files[im["id"]] = im["file_name"]
         objects: dict[Any, set[str]] = {i: set() for i in files}
         for a in inst["annotations"]:
-            require_keys(a, ("image_id", "category_id"), self.instances_path, "an annotation")
+            require_keys(a, ("image_id", "category_id"), self.instances_path, "an annotation",
+                         types={"image_id": (int, str), "category_id": (int, str)})
             if a["image_id"] in objects and a["category_id"] in names:
                 objects[a["image_id"]].add(names[a["category_id"]])
         for c in caps["annotations"]:
-            require_keys(c, ("image_id", "caption"), self.captions_path, "a caption")
+            require_keys(c, ("image_id", "caption"), self.captions_path, "a caption", types={"caption": str})
             if c["image_id"] in objects:
                 objects[c["image_id"]] |= mentioned_categories(c["caption"])
         ids = sorted(files)

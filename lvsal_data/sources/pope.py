@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..labels import find_mentions
-from .base import POPE_SUFFIX, Sample, Source, SourceError, read_jsonl, require_dir, require_keys
+from .base import POPE_SUFFIX, Sample, Source, SourceError, count_option, read_jsonl, require_dir, require_keys
 
 POPE_SPLITS = ("random", "popular", "adversarial")
 #: LLaVA's POPE evaluation (model_vqa_loader) generates up to 128 new tokens.
@@ -47,7 +47,7 @@ class PopeSource(Source):
         if path is None:
             raise SourceError("pope needs a file or folder: pope:FILE")
         self.path = Path(path)
-        self.n = None if n in (None, "all") else int(n)
+        self.n = count_option("n", n)
         if self.path.is_dir():
             self._samples = self._from_hub_folder(split)
         elif self.path.is_file():
@@ -69,7 +69,8 @@ class PopeSource(Source):
         split = split or _split_from_name(self.path)
         samples = []
         for row in read_jsonl(self.path):
-            require_keys(row, ("question_id", "image", "text", "label"), self.path, "a question")
+            require_keys(row, ("question_id", "image", "text", "label"), self.path, "a question",
+                         types={"question_id": (int, str), "image": str, "text": str, "label": str})
             samples.append(self._sample(str(row["question_id"]), str(row["image"]), row["text"],
                                         str(row["label"]), split, image_path=folder / row["image"]))
         return samples

@@ -7,13 +7,14 @@ real COCO and POPE formats, atomically, and then read like any COCO / POPE copy.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
-from .base import CAPTION_PROMPT, Sample, Source, SourceError
+from .base import CAPTION_PROMPT, Sample, Source, SourceError, count_option, int_option
 from .coco import CocoSource
 from .pope import POPE_SPLITS, PopeSource
 
@@ -30,8 +31,12 @@ def world_folder(split: str, n: int, seed: int) -> Path:
 
     folder = cache_root() / f"synthetic-v{WORLD_VERSION}" / f"{split}-n{n}-seed{seed}"
     if not (folder / "annotations" / f"instances_{split}.json").exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        except OSError as err:
+            raise SourceError(f"cannot write the synthetic world into the cache folder {cache_root()} "
+                              f"({err.strerror or err}); set LVSAL_CACHE to a writable folder") from None
         try:
             write_coco(tmp, split, n, seed)
             if folder.exists():  # a concurrent writer finished first
@@ -68,7 +73,8 @@ class SyntheticSource(Source):
             raise SourceError(f"synthetic task must be caption or pope, got {task!r}")
         if pope not in POPE_SPLITS:
             raise SourceError(f"synthetic pope split must be one of {', '.join(POPE_SPLITS)}, got {pope!r}")
-        self.split, self.n, self.seed, self.task, self.pope = split, int(n), int(seed), task, pope
+        count = cast(int, count_option("n", n, minimum=1, all_ok=False))  # never None without all_ok
+        self.split, self.n, self.seed, self.task, self.pope = split, count, int_option("seed", seed), task, pope
         folder = world_folder(split, self.n, self.seed)
         if task == "caption":
             self._inner: Source = CocoSource(str(folder), split=split, images=str(folder / "images"), n="all",
@@ -76,12 +82,15 @@ class SyntheticSource(Source):
         else:
             self._inner = PopeSource(str(folder / "pope" / f"coco_pope_{pope}.json"), images=str(folder / "images"))
         self.folder = folder
+        # named by their source: synthetic-<image> (captions), synthetic-pope-<split>-<question>
+        self._samples = [dataclasses.replace(s, id=f"{self.name}-{s.id.removeprefix('coco-')}", source=self.name)
+                         for s in self._inner]
 
     def __iter__(self) -> Iterator[Sample]:
-        return iter(self._inner)
+        return iter(self._samples)
 
     def __len__(self) -> int:
-        return len(self._inner)  # type: ignore[arg-type]
+        return len(self._samples)
 
     def protocol(self) -> dict[str, Any]:
         if self.task == "caption":  # the organism's own evaluation (its model card) uses 64 tokens
