@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -114,7 +115,8 @@ class RunSummary:
 
 
 def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | None = None,
-            progress: bool = True, calibration: dict[str, Any] | None = None) -> RunSummary:
+            progress: bool = True, calibration: dict[str, Any] | None = None,
+            desc: str | None = None) -> RunSummary:
     """Run ``cfg``: trace every sample, write shards, merge the manifest (rank 0).
 
     Args:
@@ -123,6 +125,7 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
         decoder: A configured decoder (default: ``cfg.decoding`` built from ``cfg``).
         progress: Show a progress bar.
         calibration: ``cfg.calibration`` already read (verify reads it once for every decoding).
+        desc: The progress bar's name (default ``collect``; verify names its step and decoding).
 
     Returns:
         A :class:`RunSummary` (its manifest is set on rank 0).
@@ -163,7 +166,7 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
         torch.distributed.barrier()
     writer.open()
     summary = _run_shards(cfg, lvlm, decoder, settings, writer, samples[rank::world],
-                          desc=f"collect[{rank}]" if dist else "collect", progress=progress)
+                          desc=(desc or "collect") + (f"[{rank}]" if dist else ""), progress=progress)
     if dist:
         torch.distributed.barrier()
     if rank == 0:
@@ -312,5 +315,5 @@ def _provenance(cfg: CollectConfig, lvlm: LVLM, source: Source, decoder: Decoder
         "decoding": {"name": cfg.decoding, "params": decoder.params()},
         "settings_notes": settings.notes,
         "max_new_tokens": settings.max_new_tokens, "seed": cfg.seed,
-        "versions": versions(), "git": git_hash(), "command": " ".join(sys.argv),
+        "versions": versions(), "git": git_hash(), "command": "lvsal " + shlex.join(sys.argv[1:]),
     }

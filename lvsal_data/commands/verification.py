@@ -7,7 +7,6 @@ Every decoding goes through the collector (so each leaves a trace dataset under
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -73,14 +72,15 @@ def verify(cfg: VerifyConfig, lvlm: Any = None, progress: bool = True) -> Verify
     if lvlm is None:
         lvlm = load_lvlm(cfg.model, device=cfg.device, dtype=cfg.dtype, revision=cfg.revision,
                          trust_remote_code=cfg.trust_remote_code)
-    from tqdm.auto import tqdm
+    from ..config import load_calibration
 
+    calibration = load_calibration(cfg.calibration) if cfg.calibration else None  # read once, for every decoding
     folders = {}
     for step, name in enumerate(cfg.decodings, start=1):
         run = cfg.collect_config(name)
-        if progress:
-            tqdm.write(f"verify {step}/{len(cfg.decodings)}: {name}", file=sys.stderr)
-        collect(run, lvlm=lvlm, progress=progress)  # resuming a finished decoding checks it and writes nothing new
+        # resuming a finished decoding checks it and writes nothing new
+        collect(run, lvlm=lvlm, progress=progress, calibration=calibration,
+                desc=f"verify {step}/{len(cfg.decodings)}: {name}")
         folders[name] = Path(run.out)
     metrics = compare(samples_by_decoding(folders), random_state=cfg.seed, pope_rule=cfg.pope_rule)
     manifests = {k: open_traces(v).manifest for k, v in folders.items()}
