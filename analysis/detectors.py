@@ -22,8 +22,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.multiclass import unique_labels
-from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+from sklearn.utils import Tags
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from lvsal_data.stats import bootstrap
 
@@ -62,13 +63,35 @@ class HallucinationDetector(ClassifierMixin, BaseEstimator):
             raise ValueError(f"unknown detector model {self.model!r}; valid: {', '.join(MODELS)}")
         return Pipeline([("scale", StandardScaler()), ("clf", clf)])
 
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # hallucinated or not: binary only
+        return tags
+
     def fit(self, X: Any, y: Any) -> "HallucinationDetector":
-        X, y = check_X_y(X, y)
+        """Fit the scaler and classifier.
+
+        Args:
+            X: ``(n_tokens, n_features)`` trace features.
+            y: ``(n_tokens,)`` labels of two classes (1 = hallucinated).
+
+        Returns:
+            The fitted detector.
+
+        Raises:
+            ValueError: ``y`` holds one class only, or ``X`` is malformed.
+        """
+        X, y = validate_data(self, X, y)
+        y_type = type_of_target(y, input_name="y")
+        if y_type == "multiclass":
+            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}: "
+                             f"a detector predicts hallucinated or not, got classes {unique_labels(y).tolist()}")
         self.classes_ = unique_labels(y)
         if len(self.classes_) != 2:
-            raise ValueError(f"a detector needs both classes in y, got {self.classes_.tolist()}")
-        self.n_features_in_ = X.shape[1]
+            raise ValueError(f"a detector needs both classes in y, got one class {self.classes_.tolist()}; "
+                             "add tokens of the other label")
         self.pipeline_ = self._pipeline().fit(X, y)
+        self.n_iter_ = self.pipeline_.named_steps["clf"].n_iter_  # solver iterations / boosting rounds
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -77,6 +100,7 @@ class HallucinationDetector(ClassifierMixin, BaseEstimator):
         return self.pipeline_.predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "pipeline_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def score_samples(self, X: Any) -> np.ndarray:
