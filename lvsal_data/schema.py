@@ -1,8 +1,8 @@
 """The trace dataset's schema: declared once, used for every Parquet file and every card.
 
-Two tables (DESIGN.md's data contract): ``tokens`` (one row per generated token) and ``samples``
-(one row per sample and decoding). Per-layer columns are lists with one entry per traced layer,
-in the order of the manifest's ``layers``. Bump :data:`SCHEMA_VERSION` on any change.
+Two tables (the README's "The data format"): ``tokens`` (one row per generated token) and
+``samples`` (one row per sample and decoding). Per-layer columns are lists with one entry per
+traced layer, in the order of the manifest's ``layers``. Bump :data:`SCHEMA_VERSION` on any change.
 """
 
 from __future__ import annotations
