@@ -11,6 +11,7 @@ from typing import Any
 
 from .errors import LvsalError
 from .io import atomic_write_text
+from .metrics import format_estimate
 from .schema import SAMPLES, tokens_schema
 from .store import META, Traces, open_traces
 
@@ -24,11 +25,6 @@ class PublishError(LvsalError):
 
 def template_text() -> str:
     return resources.files("data_cards").joinpath(TEMPLATE).read_text(encoding="utf-8")
-
-
-def _fmt(e: dict[str, float], pct: bool) -> str:
-    s = 100 if pct else 1
-    return f"{s * e['value']:.1f} [{s * e['ci_low']:.1f}, {s * e['ci_high']:.1f}]"
 
 
 def headline_metrics(traces: Traces) -> dict[str, Any]:
@@ -51,11 +47,12 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     for key, name, pct in (("chair_s", "CHAIR_S (%)", True), ("chair_i", "CHAIR_I (%)", True),
                            ("recall", "object recall (%)", True), ("length", "mean length (tokens)", False)):
         if "chair" in metrics:
-            rows.append(f"| {name} | {_fmt(metrics['chair'][key], pct)} | {metrics['chair']['n']} |")
+            estimate = format_estimate(metrics["chair"][key], scale=100 if pct else 1)
+            rows.append(f"| {name} | {estimate} | {metrics['chair']['n']} |")
     for key, name in (("pope_accuracy", "POPE accuracy (%)"), ("pope_f1", "POPE F1 (%)"),
                       ("pope_yes_ratio", "POPE yes-ratio (%)")):
         if "pope" in metrics:
-            rows.append(f"| {name} | {_fmt(metrics['pope'][key], True)} | {metrics['pope']['n']} |")
+            rows.append(f"| {name} | {format_estimate(metrics['pope'][key])} | {metrics['pope']['n']} |")
     return "\n".join(rows) if len(rows) > 2 else "No captions or yes/no answers in this dataset."
 
 

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import LvsalError
-from .io import atomic_path, atomic_write_text
+from .io import atomic_path, atomic_write_text, read_json
 from .schema import SAMPLES, SCHEMA_VERSION
 
 META = ".lvsal"
@@ -107,7 +107,7 @@ class ShardWriter:
             if not cfg_path.exists():
                 raise StoreError(f"{self.root} holds no lvsal run to resume ({cfg_path} missing); choose an "
                                  "empty --out")
-            old = json.loads(cfg_path.read_text())
+            old = read_json(cfg_path, "run configuration", StoreError)
             diff = sorted(k for k in set(old) | set(self.config) if old.get(k) != self.config.get(k)
                           and k not in ("resume",))
             if diff:
@@ -119,7 +119,7 @@ class ShardWriter:
     def open(self) -> None:
         """Load this rank's registry (empty on a fresh run)."""
         path = self._registry_path()
-        self._registry = json.loads(path.read_text()) if path.exists() else {"shards": {}, "skipped": []}
+        self._registry = read_json(path, "shard registry", StoreError) if path.exists() else {"shards": {}, "skipped": []}
 
     def _registry_path(self) -> Path:
         return self.root / META / f"rank-{self.rank}-of-{self.world_size}.json"
@@ -143,9 +143,6 @@ class ShardWriter:
         self._registry["shards"][str(index)] = record
         atomic_write_text(self._registry_path(), json.dumps(self._registry, indent=1))
 
-    def registered(self) -> dict[str, Any]:
-        return self._registry
-
 
 def merge_manifest(root: Path, extra: dict[str, Any]) -> dict[str, Any]:
     """Merge every rank's registry into ``manifest.json`` (atomic) and return it.
@@ -153,11 +150,11 @@ def merge_manifest(root: Path, extra: dict[str, Any]) -> dict[str, Any]:
     Checks that each registered shard exists with its recorded checksum.
     """
     root = Path(root)
-    config = json.loads((root / META / "config.json").read_text())
+    config = read_json(root / META / "config.json", "run configuration", StoreError)
     shards: dict[str, list[dict[str, Any]]] = {"tokens": [], "samples": []}
     skipped: list[dict[str, str]] = []
     for reg_path in sorted((root / META).glob("rank-*-of-*.json")):
-        reg = json.loads(reg_path.read_text())
+        reg = read_json(reg_path, "shard registry", StoreError)
         for _, rec in sorted(reg["shards"].items(), key=lambda kv: int(kv[0])):
             for kind in ("tokens", "samples"):
                 entry = rec[kind]
@@ -228,8 +225,4 @@ def open_traces(root: str | os.PathLike) -> Traces:
     if not path.exists():
         hint = " (a run is in progress or was killed: rerun it with --resume)" if (root / META).exists() else ""
         raise StoreError(f"no trace dataset at {root}: {path} not found{hint}")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise StoreError(f"malformed JSON in {path} at line {err.lineno}, column {err.colno}") from None
-    return Traces(root, manifest)
+    return Traces(root, read_json(path, "trace dataset manifest", StoreError))

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..io import atomic_write_text
 from ..labels import find_mentions
+from ..metrics import format_estimate
 from ..models import LVLM, load_lvlm
 from ..sources import Sample, open_source
 from . import weights_dir
@@ -84,12 +85,6 @@ def evaluate(lvlm: LVLM, n: int = 200, batch_size: int = 16, seed: int = 0) -> d
     return report
 
 
-def _fmt(e: dict[str, float], pct: bool = True) -> str:
-    if pct:
-        return f"{100 * e['value']:.1f} [{100 * e['ci_low']:.1f}, {100 * e['ci_high']:.1f}]"
-    return f"{e['value']:.1f} [{e['ci_low']:.1f}, {e['ci_high']:.1f}]"
-
-
 #: What the organism is built to show (the organism issue's bar): it sees, and it hallucinates.
 TARGETS = {"chair_s": (0.15, 0.60), "recall": (0.60, 1.0)}
 
@@ -126,8 +121,9 @@ def model_card(report: dict[str, Any], training: dict[str, Any]) -> str:
     c, p, h = report["chair"], report["pope"], report["hallucinations"]
     cfg = training.get("config", {})
     pope_rows = "\n".join(
-        f"| {k} | {p['by_split'][k]['n']} | {_fmt(p['by_split'][k]['pope_accuracy'])} | "
-        f"{_fmt(p['by_split'][k]['pope_f1'])} | {_fmt(p['by_split'][k]['pope_yes_ratio'])} |"
+        f"| {k} | {p['by_split'][k]['n']} | {format_estimate(p['by_split'][k]['pope_accuracy'])} | "
+        f"{format_estimate(p['by_split'][k]['pope_f1'])} | "
+        f"{format_estimate(p['by_split'][k]['pope_yes_ratio'])} |"
         for k in ("random", "popular", "adversarial"))
     share = "n/a" if h["partner_share"] is None else f"{100 * h['partner_share']:.1f}%"
     examples = "\n".join(f"- objects {', '.join(e['objects'])}: \"{e['caption']}\"" for e in report["examples"])
@@ -186,10 +182,10 @@ Measured: {training.get('minutes')} minutes on 2 CPU cores ({training.get('visio
 
 | metric | value [95% CI] |
 |---|---|
-| CHAIR_S (%) | {_fmt(c['chair_s'])} |
-| CHAIR_I (%) | {_fmt(c['chair_i'])} |
-| object recall (%) | {_fmt(c['recall'])} |
-| mean length (tokens) | {_fmt(c['length'], pct=False)} |
+| CHAIR_S (%) | {format_estimate(c['chair_s'])} |
+| CHAIR_I (%) | {format_estimate(c['chair_i'])} |
+| object recall (%) | {format_estimate(c['recall'])} |
+| mean length (tokens) | {format_estimate(c['length'], scale=1)} |
 
 Hallucinated mentions: {h['n']}; of them {h['partner_of_present_object']} ({share}) name the
 co-occurrence partner of an object that is present (the language prior at work).
@@ -236,11 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     report = evaluate(lvlm, n=args.n, seed=args.seed)
     atomic_write_text(folder / "evaluation.json", json.dumps(report, indent=1))
     if not args.no_card:
-        training = json.loads((folder / "training_log.json").read_text()) if (folder / "training_log.json").exists() else {}
+        training = read_json(folder / "training_log.json") if (folder / "training_log.json").exists() else {}
         atomic_write_text(folder / "README.md", model_card(report, training))
-    c = report["chair"]
-    print(f"CHAIR_S {_fmt(c['chair_s'])}  CHAIR_I {_fmt(c['chair_i'])}  recall {_fmt(c['recall'])}  "
-          f"length {_fmt(c['length'], pct=False)}  (n={c['n']}); card and evaluation.json in {folder}")
+    c, f = report["chair"], format_estimate
+    print(f"CHAIR_S {f(c['chair_s'])}  CHAIR_I {f(c['chair_i'])}  recall {f(c['recall'])}  "
+          f"length {f(c['length'], scale=1)}  (n={c['n']}); card and evaluation.json in {folder}")
     return 0
 
 
