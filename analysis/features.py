@@ -20,14 +20,13 @@ import numpy as np
 import pandas as pd
 
 from lvsal_data.registry import Registry
+from lvsal_data.schema import SEGMENTS, TOKENS
 from lvsal_data.store import Traces
 
-SEGMENTS = ("system", "image", "instruction", "output")
 FEATURE_SETS: Registry[Callable[[pd.DataFrame], tuple[np.ndarray, list[str]]]] = Registry("feature set")
 
-BASE_COLUMNS = ["sample_id", "image_id", "decoding", "position", "token", "object", "label", "mention_start",
-                "logprob", "entropy", "saliency", *[f"sal_{s}" for s in SEGMENTS], *[f"len_{s}" for s in SEGMENTS],
-                *[f"att_{s}" for s in SEGMENTS], "sal_last"]
+#: The tokens table's columns a feature set may read: all but the token id, the word and SGRS's records.
+BASE_COLUMNS = [n for n in TOKENS.names if n not in ("token_id", "word") and not n.startswith("sgrs_")]
 
 
 @dataclass

@@ -21,8 +21,7 @@ import torch
 from torch import Tensor
 
 from .models import Spans
-
-SEGMENTS: tuple[str, ...] = ("system", "image", "instruction", "output")
+from .schema import SEGMENTS
 
 
 def segment_bounds(spans: Spans, query: int) -> list[tuple[int, int]]:

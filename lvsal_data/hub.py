@@ -12,7 +12,7 @@ from typing import Any
 from .errors import LvsalError
 from .io import atomic_write_text
 from .metrics import format_estimate
-from .schema import SAMPLES, tokens_schema
+from .schema import SAMPLES, features, tokens_schema
 from .store import META, Traces, open_traces
 
 TEMPLATE = "trace_dataset.md"
@@ -78,7 +78,7 @@ def render_card(traces: Traces, repo_id: str | None = None, license: str = "othe
     cols = set(traces.arrow("tokens").schema.names) if traces.paths("tokens") else set()
     tok_schema = tokens_schema("rows" in cols, "lookback" in cols)
     info = [
-        {"config_name": name, **datasets.DatasetInfo(features=datasets.Features.from_arrow_schema(schema))._to_yaml_dict()}
+        {"config_name": name, **datasets.DatasetInfo(features=features(schema))._to_yaml_dict()}
         for name, schema in (("tokens", tok_schema), ("samples", SAMPLES))
     ]
     data = DatasetCardData(
