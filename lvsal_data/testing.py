@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 
 from .models import Spans
-from .prompts import LLAVA_CHAT_TEMPLATE
+from .organism.build import build_processor
 
 VOCAB = 96
 
@@ -151,8 +151,7 @@ def tiny_llava_processor(words: list[str], image_size: int = 28, patch_size: int
     enough, and its image_token_index set to the ``<image>`` id, 7).
     """
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlavaProcessor, PreTrainedTokenizerFast
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<s>", "</s>", "<unk>", "USER", ":", "ASSISTANT", "<image>"]
     vocab = {w: i for i, w in enumerate(specials + [w for w in words if w not in specials])}
@@ -160,8 +159,4 @@ def tiny_llava_processor(words: list[str], image_size: int = 28, patch_size: int
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                    pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
-    size = {"height": image_size, "width": image_size}
-    images = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=size)
-    return LlavaProcessor(image_processor=images, tokenizer=fast, patch_size=patch_size,
-                          vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
-                          num_additional_image_tokens=1)
+    return build_processor(fast, image_size=image_size, patch_size=patch_size)
