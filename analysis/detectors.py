@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numpy as np
 from lvsal_data.errors import InputError
@@ -27,6 +27,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from lvsal_data.stats import bootstrap
+from lvsal_data.typing import FeatureMatrix, TokenArray
 
 MODELS = ("logistic", "boosting")
 FORMAT = "lvsal-detector/1"
@@ -94,21 +95,21 @@ class HallucinationDetector(ClassifierMixin, BaseEstimator):
         self.n_iter_ = self.pipeline_.named_steps["clf"].n_iter_  # solver iterations / boosting rounds
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Any) -> Annotated[np.ndarray, "tokens classes"]:
         check_is_fitted(self, "pipeline_")
         X = validate_data(self, X, reset=False)
         return self.pipeline_.predict_proba(X)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any) -> TokenArray:
         check_is_fitted(self, "pipeline_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
-    def score_samples(self, X: Any) -> np.ndarray:
+    def score_samples(self, X: Any) -> TokenArray:
         """Probability of the hallucinated class."""
         return self.predict_proba(X)[:, 1]
 
 
-def group_folds(groups: np.ndarray, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+def group_folds(groups: TokenArray, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) index pairs with every group (image) on one side only."""
     n_groups = len(np.unique(groups))
     if n_groups < 2:
@@ -116,8 +117,8 @@ def group_folds(groups: np.ndarray, n_splits: int = 5) -> list[tuple[np.ndarray,
     return list(GroupKFold(n_splits=min(n_splits, n_groups)).split(np.zeros(len(groups)), groups=groups))
 
 
-def out_of_fold(detector: HallucinationDetector, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                n_splits: int = 5) -> np.ndarray:
+def out_of_fold(detector: HallucinationDetector, X: FeatureMatrix, y: TokenArray, groups: TokenArray,
+                n_splits: int = 5) -> TokenArray:
     """Out-of-fold hallucination probabilities (NaN where a training fold lacks a class)."""
     from sklearn.base import clone
 
@@ -129,7 +130,7 @@ def out_of_fold(detector: HallucinationDetector, X: np.ndarray, y: np.ndarray, g
     return scores
 
 
-def ranking_metrics(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, resamples: int = 1000,
+def ranking_metrics(y: TokenArray, scores: TokenArray, groups: TokenArray, *, resamples: int = 1000,
                     random_state: int = 0) -> dict[str, Any]:
     """AUROC and AUPRC with percentile-bootstrap CIs over groups (images), plus counts."""
     ok = np.isfinite(scores)
@@ -150,8 +151,8 @@ def ranking_metrics(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, re
     return out
 
 
-def cross_validate(detector: HallucinationDetector, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                   n_splits: int = 5, random_state: int = 0) -> tuple[dict[str, Any], np.ndarray]:
+def cross_validate(detector: HallucinationDetector, X: FeatureMatrix, y: TokenArray, groups: TokenArray,
+                   n_splits: int = 5, random_state: int = 0) -> tuple[dict[str, Any], TokenArray]:
     """Grouped out-of-fold scores and their ranking metrics."""
     scores = out_of_fold(detector, X, y, groups, n_splits)
     return ranking_metrics(y, scores, groups, random_state=random_state), scores
