@@ -119,7 +119,8 @@ class ShardWriter:
     def open(self) -> None:
         """Load this rank's registry (empty on a fresh run)."""
         path = self._registry_path()
-        self._registry = read_json(path, "shard registry", StoreError) if path.exists() else {"shards": {}, "skipped": []}
+        fresh = {"shards": {}, "skipped": []}
+        self._registry = read_json(path, "shard registry", StoreError) if path.exists() else fresh
 
     def _registry_path(self) -> Path:
         return self.root / META / f"rank-{self.rank}-of-{self.world_size}.json"

@@ -40,7 +40,8 @@ class TinyLVLM:
         gen = torch.Generator().manual_seed(seed)
         text = lambda n: torch.randint(3, VOCAB - 8, (n,), generator=gen)  # noqa: E731
         img = torch.full((self.n_image_tokens,), self.image_token_id)
-        ids = torch.cat([torch.zeros(pad, dtype=torch.long), text(n_system), img, text(n_instruction), text(n_answer)])[None]
+        padding = torch.zeros(pad, dtype=torch.long)
+        ids = torch.cat([padding, text(n_system), img, text(n_instruction), text(n_answer)])[None]
         start, end = pad + n_system, pad + n_system + self.n_image_tokens
         spans = Spans(system=(pad, start), image=(start, end), instruction=(end, end + n_instruction))
         mask = torch.ones_like(ids)

@@ -16,9 +16,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 # -- torch tensors (collecting) -------------------------------------------------------------------
 #: Normalised saliency rows Shat of one or more tokens.

@@ -22,7 +22,8 @@ def test_notebook_runs_and_shows_figures(path: Path, tmp_path: Path, monkeypatch
     monkeypatch.setenv("LVSAL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(path, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks with outputs stripped"
+    stripped = all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert stripped, "commit notebooks with outputs stripped"
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 2

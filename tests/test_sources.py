@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from PIL import Image
@@ -33,7 +33,8 @@ def _coco_dir(tmp_path: Path) -> Path:
             _image(root / "val2014" / name)
     (root / "val2014" / files[3]).write_bytes(b"not a jpeg")  # corrupt
     images = [{"id": i, "file_name": f, "width": 32, "height": 24} for i, f in files.items()]
-    cats = [{"id": 18, "name": "dog", "supercategory": "animal"}, {"id": 34, "name": "frisbee", "supercategory": "sports"},
+    cats = [{"id": 18, "name": "dog", "supercategory": "animal"},
+            {"id": 34, "name": "frisbee", "supercategory": "sports"},
             {"id": 47, "name": "cup", "supercategory": "kitchen"}]
     anns = [{"id": 1, "image_id": 1, "category_id": 18, "bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0},
             {"id": 2, "image_id": 1, "category_id": 18, "bbox": [5, 5, 5, 5], "area": 25, "iscrowd": 0},
@@ -42,7 +43,8 @@ def _coco_dir(tmp_path: Path) -> Path:
             {"id": 2, "image_id": 2, "caption": "A mug on a kitchen table."},
             {"id": 3, "image_id": 3, "caption": "Nothing to see."}]
     (root / "annotations").mkdir()
-    (root / "annotations" / "instances_val2014.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    instances = {"images": images, "annotations": anns, "categories": cats}
+    (root / "annotations" / "instances_val2014.json").write_text(json.dumps(instances))
     (root / "annotations" / "captions_val2014.json").write_text(json.dumps({"images": images, "annotations": caps}))
     return root
 
@@ -123,16 +125,19 @@ def test_pope_hub_folder(tmp_path: Path) -> None:
 
     img = Image.new("RGB", (16, 16), "blue")
     ds = datasets.Dataset.from_dict({
-        "id": ["0", "1"], "question_id": ["7", "8"], "question": ["Is there a cat in the image?", "Is there a bus in the image?"],
+        "id": ["0", "1"], "question_id": ["7", "8"],
+        "question": ["Is there a cat in the image?", "Is there a bus in the image?"],
         "answer": ["yes", "no"], "image_source": ["COCO_val2014_1", "COCO_val2014_1"], "image": [img, img],
         "category": ["popular", "popular"]}, features=datasets.Features({
-            "id": datasets.Value("string"), "question_id": datasets.Value("string"), "question": datasets.Value("string"),
+            "id": datasets.Value("string"), "question_id": datasets.Value("string"),
+            "question": datasets.Value("string"),
             "answer": datasets.Value("string"), "image_source": datasets.Value("string"), "image": datasets.Image(),
             "category": datasets.Value("string")}))
     (tmp_path / "pope" / "data").mkdir(parents=True)
     ds.to_parquet(str(tmp_path / "pope" / "data" / "test-00000-of-00001.parquet"))
     samples = list(open_source(f"pope:{tmp_path / 'pope'}"))
-    assert [(s.question_object, s.expected, s.split) for s in samples] == [("cat", "yes", "popular"), ("bus", "no", "popular")]
+    expected = [("cat", "yes", "popular"), ("bus", "no", "popular")]
+    assert [(s.question_object, s.expected, s.split) for s in samples] == expected
     assert samples[0].load_image().size == (16, 16)
 
 
@@ -182,9 +187,9 @@ def _hf_dir(tmp_path: Path) -> Path:
     import datasets
 
     img = Image.new("RGB", (8, 8))
-    ds = datasets.Dataset.from_dict({"id": ["x1"], "image": [img], "objects": [["puppy", "tree"]]},
-                                    features=datasets.Features({"id": datasets.Value("string"), "image": datasets.Image(),
-                                                                "objects": datasets.Sequence(datasets.Value("string"))}))
+    features = datasets.Features({"id": datasets.Value("string"), "image": datasets.Image(),
+                                  "objects": datasets.Sequence(datasets.Value("string"))})
+    ds = datasets.Dataset.from_dict({"id": ["x1"], "image": [img], "objects": [["puppy", "tree"]]}, features=features)
     ds.save_to_disk(str(tmp_path / "saved"))
     return tmp_path / "saved"
 

@@ -40,7 +40,7 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_one_shard_alone_carries_its_features_and_provenance(traces: Path, table: str) -> None:
     schema = tokens_schema(lookback=True) if table == "tokens" else SAMPLES
     expected = datasets.Features.from_arrow_schema(schema)
-    shard = sorted((traces / "data" / table).glob("*.parquet"))[0]  # read without the manifest
+    shard = min((traces / "data" / table).glob("*.parquet"))  # read alone, without the manifest
     read = pq.read_schema(shard)
     assert read.metadata[b"huggingface"] == expected.arrow_schema.metadata[b"huggingface"]
     assert datasets.Features.from_arrow_schema(read) == expected

@@ -93,8 +93,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> dict[str, An
         "meta": {"analysis_data": analysis_spec, "evaluation_data": eval_spec, "max_new_tokens": cfg.max_new_tokens,
                  "seed": cfg.seed, "minutes": round((time.time() - started) / 60, 1)},
     }
-    for source, name in ((out / "detectors" / "roc.png", "roc.png"), (out / "verification" / "effects.png", "effects.png")):
-        atomic_write_bytes(out / name, source.read_bytes())
+    for source in (out / "detectors" / "roc.png", out / "verification" / "effects.png"):
+        atomic_write_bytes(out / source.name, source.read_bytes())
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1, default=float))
     atomic_write_text(out / "report.md", demo_report(metrics, (out / "verification" / "report.md").read_text()))
     (out / IN_PROGRESS).unlink()
@@ -113,7 +113,8 @@ def _pattern(traces_dir: Path, out: Path, seed: int) -> dict[str, Any]:
     plots.save(plots.decile_figure(deciles), out / "deciles.png")
     plots.save(plots.label_figure(scores), out / "saliency_by_label.png")
     return {"by_label": saliency_by_label(scores),
-            "difference": {stat: label_difference(scores, stat, random_state=seed) for stat in ("saliency", "sal_last")},
+            "difference": {stat: label_difference(scores, stat, random_state=seed)
+                           for stat in ("saliency", "sal_last")},
             "deciles": deciles.to_dict(orient="records")}
 
 

@@ -109,7 +109,8 @@ def targets(report: dict[str, Any]) -> str:
     text = ("**Against its targets:** " + "; ".join(lines) + ". "
             + ("It meets them." if met else "It does not meet them yet: " + " and ".join(misses) + "."))
     if chance:
-        yes = sum(report["pope"]["by_split"][k]["pope_yes_ratio"]["value"] for k in ("random", "popular", "adversarial")) / 3
+        by_split = report["pope"]["by_split"]
+        yes = sum(by_split[k]["pope_yes_ratio"]["value"] for k in ("random", "popular", "adversarial")) / 3
         bias = f" with a yes-ratio of {100 * yes:.0f}%" if abs(yes - 0.5) > 0.1 else ""
         text += (f" Its yes/no answers are near chance{bias}: the presence-question skill did not emerge at this "
                  "training budget.")
@@ -127,6 +128,7 @@ def model_card(report: dict[str, Any], training: dict[str, Any]) -> str:
         for k in ("random", "popular", "adversarial"))
     share = "n/a" if h["partner_share"] is None else f"{100 * h['partner_share']:.1f}%"
     examples = "\n".join(f"- objects {', '.join(e['objects'])}: \"{e['caption']}\"" for e in report["examples"])
+    precision = "under bf16 autocast (mixed precision: weights and optimiser in fp32)" if cfg.get("bf16") else "in fp32"
     return f"""---
 library_name: transformers
 pipeline_tag: image-text-to-text
@@ -158,25 +160,32 @@ the vision tower.
 
 ## Recipe
 
-`python -m lvsal_data.organism.train` (deterministic: seed {cfg.get('seed')}, {cfg.get('threads')} CPU threads), in two stages
+`python -m lvsal_data.organism.train` (deterministic: seed {cfg.get('seed')}, {cfg.get('threads')} CPU threads), in \
+two stages
 as LLaVA is built:
 
-1. **Vision tower** ({cfg.get('vision_steps')} AdamW steps of batch {cfg.get('vision_batch')}, lr {cfg.get('vision_lr')}): pretrained
+1. **Vision tower** ({cfg.get('vision_steps')} AdamW steps of batch {cfg.get('vision_batch')}, lr \
+{cfg.get('vision_lr')}): pretrained
    on multi-label object presence through a linear probe on the patch features LLaVA reads
    (`vision_feature_layer` -2), {cfg.get('vision_pool')}-pooled over patches; the probe is dropped. Its scenes are
    drawn fresh at every step from the world's vision-pretraining stream (categories independent,
    none of them a train scene), so the tower learns to see rather than the train split's
    co-occurrences or images. The projector's first layer is then initialised with the features' mean and std
    folded in.
-2. **Captioning and yes/no** ({cfg.get('steps')} AdamW steps of batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, warm-up
+2. **Captioning and yes/no** ({cfg.get('steps')} AdamW steps of batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, \
+warm-up
    {cfg.get('warmup')}, cosine, weight decay {cfg.get('weight_decay')}, loss on answer tokens only), the vision tower
-   {'frozen' if cfg.get('freeze_vision') else 'trained too'}: {cfg.get('train_scenes')} train scenes x ({cfg.get('captions_per_scene')} captions +
-   {cfg.get('questions_per_scene')} yes/no question(s), present and absent objects alternating) = {training.get('n_examples')} examples.
+   {'frozen' if cfg.get('freeze_vision') else 'trained too'}: {cfg.get('train_scenes')} train scenes x \
+({cfg.get('captions_per_scene')} captions +
+   {cfg.get('questions_per_scene')} yes/no question(s), present and absent objects alternating) = \
+{training.get('n_examples')} examples.
 
-Both stages run {'under bf16 autocast (mixed precision: weights and optimiser in fp32)' if cfg.get('bf16') else 'in fp32'}.
-Measured: {training.get('minutes')} minutes on 2 CPU cores ({training.get('vision_minutes', '?')} of them up to the end of stage 1, rendering included).
+Both stages run {precision}.
+Measured: {training.get('minutes')} minutes on 2 CPU cores ({training.get('vision_minutes', '?')} of them up to \
+the end of stage 1, rendering included).
 
-## Measured (greedy, {report['protocol']['scenes']} held-out test scenes, max_new_tokens {report['protocol']['max_new_tokens']})
+## Measured (greedy, {report['protocol']['scenes']} held-out test scenes, max_new_tokens \
+{report['protocol']['max_new_tokens']})
 
 `python -m lvsal_data.organism.evaluate` reproduces this table (95% bootstrap CIs, n = {c['n']} captions).
 
