@@ -17,6 +17,7 @@ def test_there_are_three_notebooks() -> None:
     assert [p.stem for p in NOTEBOOKS] == ["01_saliency_anatomy", "02_detectors", "03_calibrate_and_verify"]
 
 
+@pytest.mark.slow  # a kernel per notebook, each loading the organism
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_and_shows_figures(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LVSAL_CACHE", str(tmp_path / "cache"))
