@@ -92,7 +92,9 @@ class HallucinationDetector(ClassifierMixin, BaseEstimator):
             raise ValueError(f"a detector needs both classes in y, got one class {self.classes_.tolist()}; "
                              "add tokens of the other label")
         self.pipeline_ = self._pipeline().fit(X, y)
-        self.n_iter_ = self.pipeline_.named_steps["clf"].n_iter_  # solver iterations / boosting rounds
+        clf = self.pipeline_.steps[-1][1]
+        if hasattr(clf, "n_iter_"):  # solver iterations / boosting rounds (a subclass's classifier may have none)
+            self.n_iter_ = clf.n_iter_
         return self
 
     def predict_proba(self, X: Any) -> Annotated[np.ndarray, "tokens classes"]:
