@@ -106,7 +106,7 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LVSAL_CACHE", str(tmp_path_factory.mktemp("cache")))
-        for name, spec in (("test", "synthetic:split=test,n=40"), ("held", "synthetic:split=test,n=40,seed=1")):
+        for name, spec in (("test", "synthetic:split=test,n=24"), ("held", "synthetic:split=test,n=24,seed=1")):
             out[name] = root / name
             collect(CollectConfig(data=spec, out=str(out[name]), max_new_tokens=40, lookback_heads=True),
                     progress=False)
