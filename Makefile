@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-gpu test-all demo bench organism notebook-data notebooks clean
+.PHONY: install test test-slow test-gpu test-all demo bench organism notebook-data notebooks clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,15 +18,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# What CI needs on every change, <= 8 minutes on 2 cores: the tests and the docstrings' examples.
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow and not gpu" tests
+	$(PY) -m pytest -m "not slow and not gpu" tests lvsal_data analysis
+
+# The long ones (notebooks, end-to-end collect kill / resume, the demo): CI runs them second.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m "slow and not gpu" tests
 
 # The CUDA checks (tests/test_cuda.py); needs a GPU, skipped without one.
 test-gpu: $(STAMP)
 	$(PY) -m pytest -m gpu tests/test_cuda.py
 
 test-all: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests lvsal_data analysis
 
 # A second demo needs another folder: make demo OUT=lvsal-demo-2
 OUT ?= lvsal-demo

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numpy as np
 from lvsal_data.errors import InputError
@@ -22,10 +22,12 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.multiclass import unique_labels
-from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+from sklearn.utils import Tags
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from lvsal_data.stats import bootstrap
+from lvsal_data.typing import FeatureMatrix, TokenArray
 
 MODELS = ("logistic", "boosting")
 FORMAT = "lvsal-detector/1"
@@ -62,29 +64,54 @@ class HallucinationDetector(ClassifierMixin, BaseEstimator):
             raise ValueError(f"unknown detector model {self.model!r}; valid: {', '.join(MODELS)}")
         return Pipeline([("scale", StandardScaler()), ("clf", clf)])
 
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # hallucinated or not: binary only
+        return tags
+
     def fit(self, X: Any, y: Any) -> "HallucinationDetector":
-        X, y = check_X_y(X, y)
+        """Fit the scaler and classifier.
+
+        Args:
+            X: ``(n_tokens, n_features)`` trace features.
+            y: ``(n_tokens,)`` labels of two classes (1 = hallucinated).
+
+        Returns:
+            The fitted detector.
+
+        Raises:
+            ValueError: ``y`` holds one class only, or ``X`` is malformed.
+        """
+        X, y = validate_data(self, X, y)
+        y_type = type_of_target(y, input_name="y")
+        if y_type == "multiclass":
+            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}: "
+                             f"a detector predicts hallucinated or not, got classes {unique_labels(y).tolist()}")
         self.classes_ = unique_labels(y)
         if len(self.classes_) != 2:
-            raise ValueError(f"a detector needs both classes in y, got {self.classes_.tolist()}")
-        self.n_features_in_ = X.shape[1]
+            raise ValueError(f"a detector needs both classes in y, got one class {self.classes_.tolist()}; "
+                             "add tokens of the other label")
         self.pipeline_ = self._pipeline().fit(X, y)
+        clf = self.pipeline_.steps[-1][1]
+        if hasattr(clf, "n_iter_"):  # solver iterations / boosting rounds (a subclass's classifier may have none)
+            self.n_iter_ = clf.n_iter_
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Any) -> Annotated[np.ndarray, "tokens classes"]:
         check_is_fitted(self, "pipeline_")
         X = validate_data(self, X, reset=False)
         return self.pipeline_.predict_proba(X)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Any) -> TokenArray:
+        check_is_fitted(self, "pipeline_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
-    def score_samples(self, X: Any) -> np.ndarray:
+    def score_samples(self, X: Any) -> TokenArray:
         """Probability of the hallucinated class."""
         return self.predict_proba(X)[:, 1]
 
 
-def group_folds(groups: np.ndarray, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+def group_folds(groups: TokenArray, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) index pairs with every group (image) on one side only."""
     n_groups = len(np.unique(groups))
     if n_groups < 2:
@@ -92,8 +119,8 @@ def group_folds(groups: np.ndarray, n_splits: int = 5) -> list[tuple[np.ndarray,
     return list(GroupKFold(n_splits=min(n_splits, n_groups)).split(np.zeros(len(groups)), groups=groups))
 
 
-def out_of_fold(detector: HallucinationDetector, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                n_splits: int = 5) -> np.ndarray:
+def out_of_fold(detector: HallucinationDetector, X: FeatureMatrix, y: TokenArray, groups: TokenArray,
+                n_splits: int = 5) -> TokenArray:
     """Out-of-fold hallucination probabilities (NaN where a training fold lacks a class)."""
     from sklearn.base import clone
 
@@ -105,7 +132,7 @@ def out_of_fold(detector: HallucinationDetector, X: np.ndarray, y: np.ndarray, g
     return scores
 
 
-def ranking_metrics(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, resamples: int = 1000,
+def ranking_metrics(y: TokenArray, scores: TokenArray, groups: TokenArray, *, resamples: int = 1000,
                     random_state: int = 0) -> dict[str, Any]:
     """AUROC and AUPRC with percentile-bootstrap CIs over groups (images), plus counts."""
     ok = np.isfinite(scores)
@@ -126,8 +153,8 @@ def ranking_metrics(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, re
     return out
 
 
-def cross_validate(detector: HallucinationDetector, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                   n_splits: int = 5, random_state: int = 0) -> tuple[dict[str, Any], np.ndarray]:
+def cross_validate(detector: HallucinationDetector, X: FeatureMatrix, y: TokenArray, groups: TokenArray,
+                   n_splits: int = 5, random_state: int = 0) -> tuple[dict[str, Any], TokenArray]:
     """Grouped out-of-fold scores and their ranking metrics."""
     scores = out_of_fold(detector, X, y, groups, n_splits)
     return ranking_metrics(y, scores, groups, random_state=random_state), scores

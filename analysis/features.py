@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 
 from lvsal_data.registry import Registry
+from lvsal_data.schema import SEGMENTS, TOKENS
 from lvsal_data.store import Traces
+from lvsal_data.typing import FeatureMatrix, TokenArray
 
-SEGMENTS = ("system", "image", "instruction", "output")
-FEATURE_SETS: Registry[Callable[[pd.DataFrame], tuple[np.ndarray, list[str]]]] = Registry("feature set")
+FEATURE_SETS: Registry[Callable[[pd.DataFrame], tuple[FeatureMatrix, list[str]]]] = Registry("feature set")
 
-BASE_COLUMNS = ["sample_id", "image_id", "decoding", "position", "token", "object", "label", "mention_start",
-                "logprob", "entropy", "saliency", *[f"sal_{s}" for s in SEGMENTS], *[f"len_{s}" for s in SEGMENTS],
-                *[f"att_{s}" for s in SEGMENTS], "sal_last"]
+#: The tokens table's columns a feature set may read: all but the token id, the word and SGRS's records.
+BASE_COLUMNS = [n for n in TOKENS.names if n not in ("token_id", "word") and not n.startswith("sgrs_")]
 
 
 @dataclass
@@ -35,8 +35,8 @@ class TokenData:
     """Selected token rows with labels and image groups (for grouped cross-validation)."""
 
     frame: pd.DataFrame
-    y: np.ndarray  # 1 = hallucinated
-    groups: np.ndarray  # image ids
+    y: TokenArray  # 1 = hallucinated
+    groups: TokenArray  # image ids
 
 
 def load_tokens(traces: Traces, all_tokens: bool = False) -> TokenData:
@@ -68,7 +68,7 @@ def _stack(series: pd.Series) -> np.ndarray:
 
 
 @FEATURE_SETS.register("saliency")
-def saliency_features(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def saliency_features(df: pd.DataFrame) -> tuple[FeatureMatrix, list[str]]:
     blocks, names = [], []
     for seg in SEGMENTS:
         m = np.nan_to_num(_stack(df[f"sal_{seg}"]), nan=0.0)  # an empty segment carries no saliency
@@ -83,7 +83,7 @@ def saliency_features(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
 
 
 @FEATURE_SETS.register("attention")
-def attention_features(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def attention_features(df: pd.DataFrame) -> tuple[FeatureMatrix, list[str]]:
     if "lookback" in df.columns and df["lookback"].notna().all() and len(df):
         m = np.stack([np.asarray(v.tolist() if hasattr(v, "tolist") else v, dtype=np.float64).reshape(-1)
                       for v in df["lookback"]])
@@ -99,16 +99,16 @@ def attention_features(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
 
 
 @FEATURE_SETS.register("logit")
-def logit_features(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def logit_features(df: pd.DataFrame) -> tuple[FeatureMatrix, list[str]]:
     return df[["logprob", "entropy"]].to_numpy(np.float64), ["logprob", "entropy"]
 
 
 @FEATURE_SETS.register("all")
-def all_features(df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def all_features(df: pd.DataFrame) -> tuple[FeatureMatrix, list[str]]:
     parts = [FEATURE_SETS[name](df) for name in ("saliency", "attention", "logit")]
     return np.hstack([p[0] for p in parts]), [n for p in parts for n in p[1]]
 
 
-def feature_matrix(data: TokenData, feature_set: str) -> tuple[np.ndarray, list[str]]:
+def feature_matrix(data: TokenData, feature_set: str) -> tuple[FeatureMatrix, list[str]]:
     """``(n_tokens, n_features)`` matrix and feature names of a registered feature set."""
     return FEATURE_SETS[feature_set](data.frame)

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from lvsal_data.metrics import format_estimate
 from sklearn.metrics import roc_curve
 
 
@@ -20,7 +21,7 @@ def roc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray, dict[str, Any]
             continue
         fpr, tpr, _ = roc_curve(y[ok], scores[ok])
         a = m["auroc"]
-        ax.plot(fpr, tpr, label=f"{name}: {a['value']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}]")
+        ax.plot(fpr, tpr, label=f"{name}: {format_estimate(a, scale=1, digits=2)}")
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Hallucination detectors (AUROC)")
     ax.legend(fontsize=8, loc="lower right")

@@ -54,7 +54,8 @@ def compare(tables: dict[str, pd.DataFrame], baseline: str = "greedy", resamples
             entry.update({k: p[k] for k in ("n_unparsed", "n_images", "rule")})
             if "by_split" in p:
                 entry["pope_by_split"] = p["by_split"]
-            stats.setdefault(name, {})["yesno"] = (pope_statistic(pope_arrays(answers, pope_rule)), image_groups(answers))
+            statistic = pope_statistic(pope_arrays(answers, pope_rule))
+            stats.setdefault(name, {})["yesno"] = (statistic, image_groups(answers))
         rates = df["sgrs_rejection_rate"].dropna()
         if len(rates):
             entry["sgrs_rejection_rate"] = float(rates.mean())
@@ -122,7 +123,8 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any]) -> str:
         rows.append(f"| {d} | {metrics[d]['n']} | " + " | ".join(cells) + " |")
     words = reading(metrics, keys)
     sgrs = [f"- {d}: SGRS rejected a candidate at {100 * metrics[d]['sgrs_rejection_rate']:.1f}% of steps and fell "
-            f"back at {100 * metrics[d]['sgrs_fallback_rate']:.1f}%." for d in decodings if "sgrs_rejection_rate" in metrics[d]]
+            f"back at {100 * metrics[d]['sgrs_fallback_rate']:.1f}%."
+            for d in decodings if "sgrs_rejection_rate" in metrics[d]]
     params = meta.get("decoding_params", {})
     sampled = [d for d in decodings if params.get(d, {}).get("deterministic") is False]
     if sampled:
@@ -131,7 +133,8 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any]) -> str:
                     "probability order) isolates the rejections.")
     return "\n".join([
         "# Verification of SGRS / LocoRE", "",
-        f"Model `{meta['model']}`, data `{meta['data']}`, max_new_tokens {meta['max_new_tokens']}, seed {meta['seed']}; "
+        f"Model `{meta['model']}`, data `{meta['data']}`, max_new_tokens {meta['max_new_tokens']}, "
+        f"seed {meta['seed']}; "
         f"every decoding on the same {metrics[decodings[0]]['n']} samples. Rates in %, length in tokens; "
         "95% bootstrap intervals over images.", "",
         head, rule, *rows, "",

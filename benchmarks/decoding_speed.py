@@ -146,7 +146,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
     parser.add_argument("--model", default="tiny", choices=["tiny", "organism", "7b"],
-                        help="tiny: LLaVA-1.5-shaped tiny model; organism; 7b: LLaVA-1.5-7B's shape, random weights (GPU)")
+                        help="tiny: LLaVA-1.5-shaped tiny model; organism; "
+                             "7b: LLaVA-1.5-7B's shape, random weights (GPU)")
     parser.add_argument("--pairs", type=int, default=5, help="alternating pairs for the paired ratios (0: skip them)")
     parser.add_argument("--batch-sizes", type=lambda v: [int(x) for x in v.split(",")], default=None,
                         help="comma-separated batch sizes: print the batched table instead (e.g. 1,4,16)")

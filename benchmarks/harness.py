@@ -65,7 +65,8 @@ def measure(setup: Setup, methods: dict[str, Method], args: Any) -> list[tuple[s
                 break
             except pyqueue.Empty:
                 if not proc.is_alive():
-                    raise RuntimeError(f"benchmark of {name!r} died (exit code {proc.exitcode}); see its traceback above")
+                    raise RuntimeError(f"benchmark of {name!r} died (exit code {proc.exitcode}); "
+                                       "see its traceback above")
         proc.join()
         rows.append((name, per_token, tokens, peak))
         print(f"  measured {name}", file=sys.stderr)

@@ -18,11 +18,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from .models import Spans
-
-SEGMENTS: tuple[str, ...] = ("system", "image", "instruction", "output")
+from .schema import SEGMENTS
+from .typing import AttentionRows, HeadArray, LayerArray, SaliencyRows, Scores, SegmentArray, SegmentLengths
 
 
 def segment_bounds(spans: Spans, query: int) -> list[tuple[int, int]]:
@@ -33,7 +32,7 @@ def segment_bounds(spans: Spans, query: int) -> list[tuple[int, int]]:
     return [spans.system, spans.image, spans.instruction, (a0, query + 1)]
 
 
-def eq6_score(rows: Tensor, spans: Spans, target: Sequence[int]) -> Tensor:
+def eq6_score(rows: SaliencyRows, spans: Spans, target: Sequence[int]) -> Scores:
     """The paper's per-token score (Eq. 6): mean over target layers of the mean of Shat over
     the columns after the image up to the query (instruction + output).
 
@@ -56,17 +55,17 @@ class TokenSummary:
     Arrays are float32; ``sal`` and ``att`` are ``(4, layers)`` in :data:`SEGMENTS` order.
     """
 
-    sal: np.ndarray  # (4, L) mean of Shat over each segment (NaN if empty)
-    att: np.ndarray  # (4, L) attention mass on each segment, head-mean
-    lengths: np.ndarray  # (4,) segment lengths
-    sal_last: np.ndarray  # (L,) Shat at column q (the immediately preceding token)
+    sal: SegmentArray  # mean of Shat over each segment (NaN if empty)
+    att: SegmentArray  # attention mass on each segment, head-mean
+    lengths: SegmentLengths
+    sal_last: LayerArray  # Shat at column q (the immediately preceding token)
     saliency: float  # Eq. 6 over the target layers
-    lookback: np.ndarray | None = None  # (L, H) context / (context + new) attention ratio
+    lookback: HeadArray | None = None  # context / (context + new) attention ratio
 
 
 def summarize(
-    rows: Tensor,
-    attention: Tensor,
+    rows: SaliencyRows,
+    attention: AttentionRows,
     spans: Spans,
     query: int,
     target: Sequence[int],

@@ -30,7 +30,7 @@ def _decodings() -> list[str]:
 
 @dataclass
 class DecodingOptions:
-    """Parameters of every decoding (each decoding reads its own); PAPER.md's defaults."""
+    """Parameters of every decoding (each decoding reads its own); defaults are the paper's."""
 
     temperature: float = field(default=1.0, metadata={"help": "sample: softmax temperature"})
     sgrs_k: int = field(default=5, metadata={"help": "SGRS: top-K candidates"})

@@ -14,7 +14,8 @@ from typing import Any
 
 from .errors import LvsalError
 from .io import atomic_write_text
-from .schema import SAMPLES, tokens_schema
+from .metrics import format_estimate
+from .schema import SAMPLES, features, tokens_schema
 from .store import META, Traces, open_traces
 
 TEMPLATE = "trace_dataset.md"
@@ -72,11 +73,6 @@ def redact(value: Any, roots: list[str] | tuple[str, ...] = (), manifest: dict[s
     return value
 
 
-def _fmt(e: dict[str, float], pct: bool) -> str:
-    s = 100 if pct else 1
-    return f"{s * e['value']:.1f} [{s * e['ci_low']:.1f}, {s * e['ci_high']:.1f}]"
-
-
 def headline_metrics(traces: Traces) -> dict[str, Any]:
     """CHAIR (captions) and POPE (yes/no) of the dataset's samples table, with CIs."""
     from .metrics import caption_results, chair, pope, yesno_results
@@ -97,11 +93,12 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     for key, name, pct in (("chair_s", "CHAIR_S (%)", True), ("chair_i", "CHAIR_I (%)", True),
                            ("recall", "object recall (%)", True), ("length", "mean length (tokens)", False)):
         if "chair" in metrics:
-            rows.append(f"| {name} | {_fmt(metrics['chair'][key], pct)} | {metrics['chair']['n']} |")
+            estimate = format_estimate(metrics["chair"][key], scale=100 if pct else 1)
+            rows.append(f"| {name} | {estimate} | {metrics['chair']['n']} |")
     for key, name in (("pope_accuracy", "POPE accuracy (%)"), ("pope_f1", "POPE F1 (%)"),
                       ("pope_yes_ratio", "POPE yes-ratio (%)")):
         if "pope" in metrics:
-            rows.append(f"| {name} | {_fmt(metrics['pope'][key], True)} | {metrics['pope']['n']} |")
+            rows.append(f"| {name} | {format_estimate(metrics['pope'][key])} | {metrics['pope']['n']} |")
     return "\n".join(rows) if len(rows) > 2 else "No captions or yes/no answers in this dataset."
 
 
@@ -127,7 +124,7 @@ def render_card(traces: Traces, repo_id: str | None = None, license: str = "othe
     cols = set(traces.arrow("tokens").schema.names) if traces.paths("tokens") else set()
     tok_schema = tokens_schema("rows" in cols, "lookback" in cols)
     info = [
-        {"config_name": name, **datasets.DatasetInfo(features=datasets.Features.from_arrow_schema(schema))._to_yaml_dict()}
+        {"config_name": name, **datasets.DatasetInfo(features=features(schema))._to_yaml_dict()}
         for name, schema in (("tokens", tok_schema), ("samples", SAMPLES))
     ]
     data = DatasetCardData(

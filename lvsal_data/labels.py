@@ -21,7 +21,6 @@ from .vocab import ADJECTIVAL_USES, DROPPED_WITH, QUALIFIERS, pluralize, surface
 
 #: A word: letters, or a hyphenated compound of them ("man-made", "bird's-eye", "hot-dogs").
 _WORD = re.compile(r"[A-Za-z]+(?:(?:'[A-Za-z]+)?-[A-Za-z]+)+|[A-Za-z]+")
-LABELS = ("correct", "hallucinated", "none")
 
 
 @dataclass(frozen=True)

@@ -69,13 +69,22 @@ def build_rows(
         seed: The sample's seed.
         store_rows / lookback: Fill the optional columns.
     """
-    ids = trace.token_ids
-    text, offsets, pieces = token_offsets(tokenizer, ids)
+    text, offsets, pieces = token_offsets(tokenizer, trace.token_ids)
+    tokens = token_rows(sample, trace, text, offsets, pieces, decoding, store_rows, lookback)
+    return tokens, sample_row(sample, trace, spans, text, decoding, seed)
+
+
+def token_rows(
+    sample: Sample, trace: Trace, text: str, offsets: Sequence[tuple[int, int]], pieces: Sequence[str],
+    decoding: str, store_rows: bool = False, lookback: bool = False,
+) -> list[dict[str, Any]]:
+    """The tokens table's rows of one answer (``text``, with each token's character span and
+    decoded piece from :func:`token_offsets`), labelled against the sample's ground truth."""
     if sample.task == "yesno":
         labels: list[TokenLabel] = label_yes_no(offsets, text, sample.expected or "", sample.question_object or "")
     else:
         labels = label_tokens(offsets, text, sample.objects)
-    token_rows = []
+    rows = []
     for tok, lab, span, piece in zip(trace.tokens, labels, offsets, pieces):
         s = tok.summary
         row: dict[str, Any] = {
@@ -97,21 +106,27 @@ def build_rows(
         if lookback:
             with np.errstate(under="ignore"):  # ratios below float16's range store as 0, as intended
                 row["lookback"] = s.lookback.astype(np.float16).tolist() if s.lookback is not None else None
-        token_rows.append(row)
+        rows.append(row)
+    return rows
 
+
+def sample_row(sample: Sample, trace: Trace, spans: Spans, text: str, decoding: str, seed: int) -> dict[str, Any]:
+    """The samples table's row of one answer ``text``: mentions and CHAIR fields (captions),
+    parsed answers (yes/no), spans and SGRS's rates."""
     mentions = [m.category for m in find_mentions(text)] if sample.task == "caption" else []
     truth = set(sample.objects)
     hallucinated = sorted({m for m in mentions if m not in truth})
     steps = [t.record for t in trace.tokens if t.record]
-    sample_row = {
+    yesno = sample.task == "yesno"
+    return {
         "sample_id": sample.id, "image_id": sample.image_id, "source": sample.source, "split": sample.split,
         "task": sample.task, "decoding": decoding, "prompt": sample.prompt, "answer": text,
-        "n_tokens": len(ids), "stopped_by_eos": trace.stopped_by_eos, "objects": list(sample.objects),
+        "n_tokens": len(trace.token_ids), "stopped_by_eos": trace.stopped_by_eos, "objects": list(sample.objects),
         "mentions": mentions, "mentioned": sorted(set(mentions)), "hallucinated": hallucinated,
         "chair_s": bool(hallucinated) if sample.task == "caption" else None,
         "n_mentions": len(mentions), "n_hallucinated_mentions": sum(m not in truth for m in mentions),
-        "expected": sample.expected, "predicted": parse_yes_no(text) if sample.task == "yesno" else None,
-        "predicted_strict": parse_yes_no(text, STRICT) if sample.task == "yesno" else None,
+        "expected": sample.expected, "predicted": parse_yes_no(text) if yesno else None,
+        "predicted_strict": parse_yes_no(text, STRICT) if yesno else None,
         "question_object": sample.question_object,
         "span_system": list(spans.system), "span_image": list(spans.image),
         "span_instruction": list(spans.instruction),
@@ -119,4 +134,3 @@ def build_rows(
         "sgrs_fallback_rate": _f(np.mean([bool(r.get("fallback")) for r in steps])) if steps else None,
         "seed": seed,
     }
-    return token_rows, sample_row

@@ -1,9 +1,10 @@
 """Named registries for the extension points, and plugin loading.
 
 :data:`DECODINGS` and :data:`SOURCES` (and ``lvsal_data.families.FAMILIES``,
-``analysis.FEATURE_SETS``) map a name to an object. A name collision raises; an unknown name lists the valid ones. Built-in
-entries are registered lazily as ``"module:attribute"`` strings, so their names are known (for
-the CLI's choices, say) without importing torch or the module itself.
+``analysis.FEATURE_SETS``) map a name to an object. A name collision raises; an unknown name
+lists the valid ones. Built-in entries are registered lazily as ``"module:attribute"`` strings,
+so their names are known (for the CLI's choices, say) without importing torch or the module
+itself.
 
 Extend them from your own package::
 

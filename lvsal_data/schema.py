@@ -1,16 +1,23 @@
 """The trace dataset's schema: declared once, used for every Parquet file and every card.
 
-Two tables (DESIGN.md's data contract): ``tokens`` (one row per generated token) and ``samples``
-(one row per sample and decoding). Per-layer columns are lists with one entry per traced layer,
-in the order of the manifest's ``layers``. Bump :data:`SCHEMA_VERSION` on any change.
+Two tables (the README's "The data format"): ``tokens`` (one row per generated token) and
+``samples`` (one row per sample and decoding). Per-layer columns are lists with one entry per
+traced layer, in the order of the manifest's ``layers``. Bump :data:`SCHEMA_VERSION` on any change.
 """
 
 from __future__ import annotations
 
+import json
+from typing import TYPE_CHECKING, Any, Mapping
+
 import pyarrow as pa
 
+if TYPE_CHECKING:
+    import datasets
+
 SCHEMA_VERSION = "1.1"
-SEGMENTS = ("system", "image", "instruction", "output")
+#: A query row's column segments, in the order of every per-segment column and array.
+SEGMENTS: tuple[str, ...] = ("system", "image", "instruction", "output")
 
 _f32 = pa.float32()
 _f16 = pa.float16()
@@ -89,8 +96,32 @@ SAMPLES = pa.schema(
 )
 
 
-def features(schema: pa.Schema) -> "object":
+def features(schema: pa.Schema) -> datasets.Features:
     """The ``datasets.Features`` of an Arrow schema (for cards and ``load_dataset``)."""
     import datasets
 
     return datasets.Features.from_arrow_schema(schema)
+
+
+def shard_schema(schema: pa.Schema, provenance: Mapping[str, Any]) -> pa.Schema:
+    """``schema`` with the metadata that lets one Parquet shard say alone what it is.
+
+    Under ``huggingface``: its ``datasets.Features``, exactly as ``Features.arrow_schema`` writes
+    them (``datasets`` reads them back). Under ``lvsal``: JSON of :data:`SCHEMA_VERSION` and
+    ``provenance`` (model, decoding, ...). The fields themselves, nullability included, are
+    ``schema``'s.
+
+    Example:
+        >>> meta = shard_schema(SAMPLES, {"model": {"id": "organism"}}).metadata
+        >>> json.loads(meta[b"lvsal"])["schema_version"] == SCHEMA_VERSION
+        True
+    """
+    hf = features(schema).arrow_schema.metadata[b"huggingface"]
+    lvsal = json.dumps({"schema_version": SCHEMA_VERSION, **provenance}, sort_keys=True)
+    return schema.with_metadata({b"huggingface": hf, b"lvsal": lvsal.encode()})
+
+
+def shard_provenance(schema: pa.Schema) -> dict[str, Any]:
+    """What :func:`shard_schema` wrote under ``lvsal`` (empty for a shard without it)."""
+    raw = (schema.metadata or {}).get(b"lvsal")
+    return json.loads(raw) if raw else {}

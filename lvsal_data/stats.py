@@ -55,6 +55,26 @@ class Resampler:
         return self._order[offsets + np.arange(sizes.sum())]
 
 
+def _resample(statistic: Statistic, n: int, groups: Sequence[Any] | np.ndarray | None, resamples: int,
+              random_state: int) -> tuple[Mapping[str, float], dict[str, np.ndarray]]:
+    """The statistic on all n samples, and ``{metric: (resamples,) draws}`` on bootstrap resamples."""
+    resampler = Resampler(n, groups)
+    point = statistic(np.arange(n))
+    rng = np.random.default_rng(random_state)
+    draws = {k: np.empty(resamples) for k in point}
+    for b in range(resamples):
+        est = statistic(resampler.draw(rng))
+        for k in point:
+            draws[k][b] = est[k]
+    return point, draws
+
+
+def _interval(draws: np.ndarray, level: float) -> dict[str, float]:
+    """The percentile interval of bootstrap draws (non-finite draws left out)."""
+    alpha = (1 - level) / 2 * 100
+    return {"ci_low": _nanpercentile(draws, alpha), "ci_high": _nanpercentile(draws, 100 - alpha)}
+
+
 def bootstrap(
     statistic: Statistic, n: int, *, groups: Sequence[Any] | np.ndarray | None = None,
     resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, random_state: int = 0,
@@ -79,17 +99,8 @@ def bootstrap(
         >>> bootstrap(lambda i: {"mean": x[i].mean()}, 4, resamples=50)["mean"]["value"]
         0.5
     """
-    resampler = Resampler(n, groups)
-    point = statistic(np.arange(n))
-    rng = np.random.default_rng(random_state)
-    draws = {k: np.empty(resamples) for k in point}
-    for b in range(resamples):
-        est = statistic(resampler.draw(rng))
-        for k in point:
-            draws[k][b] = est[k]
-    alpha = (1 - level) / 2 * 100
-    return {k: {"value": float(point[k]), "ci_low": _nanpercentile(draws[k], alpha),
-                "ci_high": _nanpercentile(draws[k], 100 - alpha)} for k in point}
+    point, draws = _resample(statistic, n, groups, resamples, random_state)
+    return {k: {"value": float(point[k]), **_interval(draws[k], level)} for k in point}
 
 
 def paired_difference(
@@ -98,22 +109,17 @@ def paired_difference(
 ) -> dict[str, dict[str, float]]:
     """Paired bootstrap of ``a - b`` on the same samples (whole ``groups`` resampled), with a
     two-sided p-value: twice the smaller bootstrap tail mass on either side of zero (capped at 1)."""
-    resampler = Resampler(n, groups)
-    point_a, point_b = statistic_a(np.arange(n)), statistic_b(np.arange(n))
-    rng = np.random.default_rng(random_state)
-    diffs = {k: np.empty(resamples) for k in point_a}
-    for b in range(resamples):
-        idx = resampler.draw(rng)
+
+    def difference(idx: np.ndarray) -> dict[str, float]:
         ea, eb = statistic_a(idx), statistic_b(idx)
-        for k in point_a:
-            diffs[k][b] = ea[k] - eb[k]
-    alpha = (1 - level) / 2 * 100
+        return {k: ea[k] - eb[k] for k in ea}
+
+    point, diffs = _resample(difference, n, groups, resamples, random_state)
     out = {}
-    for k in point_a:
+    for k in point:
         d = diffs[k][np.isfinite(diffs[k])]
         p = min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0))) if d.size else float("nan")
-        out[k] = {"value": float(point_a[k] - point_b[k]), "ci_low": _nanpercentile(diffs[k], alpha),
-                  "ci_high": _nanpercentile(diffs[k], 100 - alpha), "p_value": float(p)}
+        out[k] = {"value": float(point[k]), **_interval(diffs[k], level), "p_value": float(p)}
     return out
 
 

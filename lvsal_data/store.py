@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from .errors import LvsalError
 from .io import atomic_path, atomic_write_text
-from .schema import SAMPLES, SCHEMA_VERSION
+from .schema import SAMPLES, SCHEMA_VERSION, shard_schema
 
 META = ".lvsal"
 log = logging.getLogger(__name__)
@@ -175,20 +175,26 @@ class ShardWriter:
     def is_done(self, index: int) -> bool:
         return str(index) in self._registry["shards"]
 
+    def provenance(self) -> dict[str, Any]:
+        """What each shard records about the run in its metadata (see :func:`schema.shard_schema`)."""
+        c = self.config
+        return {"model": {"id": c.get("model"), "revision": c.get("revision")},
+                "decoding": {"name": c.get("decoding"), "params": c.get("decoding_params")},
+                "data": c.get("data"), "seed": c.get("seed")}
+
     def write_shard(self, index: int, tokens: list[dict[str, Any]], samples: list[dict[str, Any]],
                     skipped: list[dict[str, str]]) -> None:
-        """Write shard ``index`` (both tables) and register it with its skips."""
+        """Write shard ``index`` (both tables, each schema carrying its Features and the run's
+        provenance) and register it with its skips."""
         name = self.shard_name(index)
         record: dict[str, Any] = {"skipped": skipped}
-        for kind, rows, schema in (("tokens", tokens, self.tokens_schema), ("samples", samples, SAMPLES)):
+        for kind, rows, table_schema in (("tokens", tokens, self.tokens_schema), ("samples", samples, SAMPLES)):
+            schema = shard_schema(table_schema, self.provenance())
             path = self.root / "data" / kind / name
             rec = write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), path)
             record[kind] = {"path": f"data/{kind}/{name}", **rec}
         self._registry["shards"][str(index)] = record
         atomic_write_text(self._registry_path(), json.dumps(self._registry, indent=1))
-
-    def registered(self) -> dict[str, Any]:
-        return self._registry
 
 
 def merge_manifest(root: Path, extra: dict[str, Any]) -> dict[str, Any]:

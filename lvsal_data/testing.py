@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .models import Spans
-from .prompts import LLAVA_CHAT_TEMPLATE
+from .organism.build import build_processor
 
 VOCAB = 96
 
@@ -40,13 +40,14 @@ class TinyLVLM:
         gen = torch.Generator().manual_seed(seed)
         text = lambda n: torch.randint(3, VOCAB - 8, (n,), generator=gen)  # noqa: E731
         img = torch.full((self.n_image_tokens,), self.image_token_id)
-        ids = torch.cat([torch.zeros(pad, dtype=torch.long), text(n_system), img, text(n_instruction), text(n_answer)])[None]
+        padding = torch.zeros(pad, dtype=torch.long)
+        ids = torch.cat([padding, text(n_system), img, text(n_instruction), text(n_answer)])[None]
         start, end = pad + n_system, pad + n_system + self.n_image_tokens
         spans = Spans(system=(pad, start), image=(start, end), instruction=(end, end + n_instruction))
         mask = torch.ones_like(ids)
         mask[:, :pad] = 0
         batch = {"input_ids": ids, "attention_mask": mask, **self._pixels(gen)}
-        if self.family == "qwen2_vl":
+        if self.family in ("qwen2_vl", "qwen2_5_vl"):
             batch["mm_token_type_ids"] = (ids == self.image_token_id).int()
         dtype = next(self.model.parameters()).dtype
         batch = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
@@ -134,6 +135,26 @@ def tiny_llava(
     return TinyLVLM(model, "llava", n_img, pixels)
 
 
+def tiny_llava_next(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``LlavaNextForConditionalGeneration`` (AnyRes): one 28 px grid point, so the image
+    is the base view plus one high-resolution tile, 4 + 2 x (2 + 1 newline) = 10 image tokens."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=28, patch_size=14, projection_dim=32)
+    config = LlavaNextConfig(vision_config=vision, text_config=LlamaConfig(**_text()), image_token_index=VOCAB - 1,
+                             image_grid_pinpoints=[[28, 28]], vision_feature_select_strategy="default",
+                             vision_feature_layer=-1)
+    config._attn_implementation = "eager"
+    model = _finish(LlavaNextForConditionalGeneration(config))
+
+    def pixels(g: torch.Generator) -> dict[str, torch.Tensor]:  # (images, base view + tiles, 3, 28, 28)
+        return {"pixel_values": torch.randn(1, 2, 3, 28, 28, generator=g), "image_sizes": torch.tensor([[28, 28]])}
+
+    return TinyLVLM(model, "llava_next", 10, pixels)
+
+
 def tiny_qwen2_vl(*, seed: int = 0, grid: tuple[int, int] = (4, 4)) -> TinyLVLM:
     """A tiny ``Qwen2VLForConditionalGeneration`` (M-RoPE, GQA) with a (1, h, w) image grid."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
@@ -150,6 +171,32 @@ def tiny_qwen2_vl(*, seed: int = 0, grid: tuple[int, int] = (4, 4)) -> TinyLVLM:
     model = _finish(Qwen2VLForConditionalGeneration(config))
     h, w = grid
     return TinyLVLM(model, "qwen2_vl", h * w // 4, _qwen_pixels(h, w))
+
+
+def tiny_qwen2_5_vl(*, seed: int = 0, grid: tuple[int, int] = (4, 4)) -> TinyLVLM:
+    """A tiny ``Qwen2_5_VLForConditionalGeneration``: Qwen2-VL's text side (M-RoPE, GQA) with
+    Qwen2.5-VL's windowed vision tower (one full-attention block of two)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    text = _text(num_key_value_heads=2, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3],
+                                                          "rope_theta": 10000.0})
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3, window_size=56,
+                  fullatt_block_indexes=[1])
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=VOCAB - 1,
+                              video_token_id=VOCAB - 2, vision_start_token_id=VOCAB - 3,
+                              vision_end_token_id=VOCAB - 4)
+    config._attn_implementation = "eager"
+    model = _finish(Qwen2_5_VLForConditionalGeneration(config))
+    h, w = grid
+    patch_dim = 3 * 2 * 14 * 14
+
+    def pixels(g: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"pixel_values": torch.randn(h * w, patch_dim, generator=g),
+                "image_grid_thw": torch.tensor([[1, h, w]])}
+
+    return TinyLVLM(model, "qwen2_5_vl", h * w // 4, pixels)
 
 
 def tiny_internvl(*, seed: int = 0) -> TinyLVLM:
@@ -171,7 +218,9 @@ def tiny_internvl(*, seed: int = 0) -> TinyLVLM:
 BUILDERS: dict[str, Callable[..., TinyLVLM]] = {
     "llava": tiny_llava,
     "llava_gqa": lambda **kw: tiny_llava(kv_heads=2, **kw),
+    "llava_next": tiny_llava_next,
     "qwen2_vl": tiny_qwen2_vl,
+    "qwen2_5_vl": tiny_qwen2_5_vl,
     "internvl": tiny_internvl,
 }
 
@@ -184,8 +233,7 @@ def tiny_llava_processor(words: list[str], image_size: int = 28, patch_size: int
     enough, and its image_token_index set to the ``<image>`` id, 7).
     """
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlavaProcessor, PreTrainedTokenizerFast
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<s>", "</s>", "<unk>", "USER", ":", "ASSISTANT", "<image>"]
     vocab = {w: i for i, w in enumerate(specials + [w for w in words if w not in specials])}
@@ -193,8 +241,4 @@ def tiny_llava_processor(words: list[str], image_size: int = 28, patch_size: int
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                    pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
-    size = {"height": image_size, "width": image_size}
-    images = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size=size)
-    return LlavaProcessor(image_processor=images, tokenizer=fast, patch_size=patch_size,
-                          vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
-                          num_additional_image_tokens=1)
+    return build_processor(fast, image_size=image_size, patch_size=patch_size)

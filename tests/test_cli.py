@@ -20,6 +20,7 @@ def test_console_script_runs() -> None:
     assert out.returncode == 0 and out.stdout.startswith("lvsal-data ")
 
 
+@pytest.mark.slow
 def test_demo_writes_its_report(tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """`lvsal demo`, small: every stage runs and the report, metrics, plots and datasets land."""
     import json

@@ -109,6 +109,7 @@ def test_resume_with_other_settings_is_refused(reference: Path) -> None:
         collect(cfg, progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after_shards", [0, 1])
 def test_resume_after_sigkill_equals_uninterrupted(kill_after_shards: int, reference: Path, tmp_path: Path,
                                                    env: dict[str, str]) -> None:
@@ -132,6 +133,7 @@ def test_resume_after_sigkill_equals_uninterrupted(kill_after_shards: int, refer
     _assert_same(out, reference)
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_equals_single_process(reference: Path, tmp_path: Path, env: dict[str, str]) -> None:
     """Two ranks, each tracing its samples in batches, write the rows of one batch-1 process."""
     out = tmp_path / "traces"

@@ -131,6 +131,7 @@ def test_system_prompt_is_the_family_standard_and_can_be_changed(saved_llava) ->
 
 def test_a_template_that_drops_the_system_message_is_refused(saved_llava) -> None:
     lvlm = load_lvlm(str(saved_llava), device="cpu")
-    lvlm.processor.chat_template = "{% for m in messages %}{% if m['role'] == 'user' %}USER: <image>\n{% endif %}{% endfor %}ASSISTANT:"
+    lvlm.processor.chat_template = ("{% for m in messages %}{% if m['role'] == 'user' %}USER: <image>\n{% endif %}"
+                                    "{% endfor %}ASSISTANT:")
     with pytest.raises(UnsupportedModelError, match="drops system messages; pass --system-prompt none"):
         lvlm.chat_prompt("Describe it.", "Be brief.")

@@ -36,6 +36,7 @@ def test_notebook_ships_with_its_outputs(path: Path) -> None:
         assert private not in text, private
 
 
+@pytest.mark.slow  # a kernel per notebook, each loading the organism
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_and_shows_figures(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LVSAL_CACHE", str(tmp_path / "cache"))

@@ -120,6 +120,7 @@ def test_organism_captions_a_fixed_scene_with_a_true_object() -> None:
     assert {m.category for m in find_mentions(text)} & set(scene.categories), text
 
 
+@pytest.mark.slow  # trains twice (determinism), about a minute on two cores
 def test_training_entry_point_runs_a_few_steps(tmp_path: Path, plain_mode: int) -> None:
     from lvsal_data.organism.train import main
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,10 @@ def _image(path: Path, colour: str = "red") -> None:
 
 @pytest.fixture
 def coco_dir(tmp_path: Path) -> Path:
+    return _coco_dir(tmp_path)
+
+
+def _coco_dir(tmp_path: Path) -> Path:
     """COCO 2014 layout: annotations/instances_val2014.json, captions_val2014.json, val2014/."""
     root = tmp_path / "coco"
     files = {1: "COCO_val2014_000000000001.jpg", 2: "COCO_val2014_000000000002.jpg",
@@ -28,7 +33,8 @@ def coco_dir(tmp_path: Path) -> Path:
             _image(root / "val2014" / name)
     (root / "val2014" / files[3]).write_bytes(b"not a jpeg")  # corrupt
     images = [{"id": i, "file_name": f, "width": 32, "height": 24} for i, f in files.items()]
-    cats = [{"id": 18, "name": "dog", "supercategory": "animal"}, {"id": 34, "name": "frisbee", "supercategory": "sports"},
+    cats = [{"id": 18, "name": "dog", "supercategory": "animal"},
+            {"id": 34, "name": "frisbee", "supercategory": "sports"},
             {"id": 47, "name": "cup", "supercategory": "kitchen"}]
     anns = [{"id": 1, "image_id": 1, "category_id": 18, "bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0},
             {"id": 2, "image_id": 1, "category_id": 18, "bbox": [5, 5, 5, 5], "area": 25, "iscrowd": 0},
@@ -37,7 +43,8 @@ def coco_dir(tmp_path: Path) -> Path:
             {"id": 2, "image_id": 2, "caption": "A mug on a kitchen table."},
             {"id": 3, "image_id": 3, "caption": "Nothing to see."}]
     (root / "annotations").mkdir()
-    (root / "annotations" / "instances_val2014.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    instances = {"images": images, "annotations": anns, "categories": cats}
+    (root / "annotations" / "instances_val2014.json").write_text(json.dumps(instances))
     (root / "annotations" / "captions_val2014.json").write_text(json.dumps({"images": images, "annotations": caps}))
     return root
 
@@ -118,40 +125,29 @@ def test_pope_hub_folder(tmp_path: Path) -> None:
 
     img = Image.new("RGB", (16, 16), "blue")
     ds = datasets.Dataset.from_dict({
-        "id": ["0", "1"], "question_id": ["7", "8"], "question": ["Is there a cat in the image?", "Is there a bus in the image?"],
+        "id": ["0", "1"], "question_id": ["7", "8"],
+        "question": ["Is there a cat in the image?", "Is there a bus in the image?"],
         "answer": ["yes", "no"], "image_source": ["COCO_val2014_1", "COCO_val2014_1"], "image": [img, img],
         "category": ["popular", "popular"]}, features=datasets.Features({
-            "id": datasets.Value("string"), "question_id": datasets.Value("string"), "question": datasets.Value("string"),
+            "id": datasets.Value("string"), "question_id": datasets.Value("string"),
+            "question": datasets.Value("string"),
             "answer": datasets.Value("string"), "image_source": datasets.Value("string"), "image": datasets.Image(),
             "category": datasets.Value("string")}))
     (tmp_path / "pope" / "data").mkdir(parents=True)
     ds.to_parquet(str(tmp_path / "pope" / "data" / "test-00000-of-00001.parquet"))
     samples = list(open_source(f"pope:{tmp_path / 'pope'}"))
-    assert [(s.question_object, s.expected, s.split) for s in samples] == [("cat", "yes", "popular"), ("bus", "no", "popular")]
+    expected = [("cat", "yes", "popular"), ("bus", "no", "popular")]
+    assert [(s.question_object, s.expected, s.split) for s in samples] == expected
     assert samples[0].load_image().size == (16, 16)
 
 
 def test_amber(tmp_path: Path) -> None:
-    root = tmp_path / "amber"
-    (root / "data" / "query").mkdir(parents=True)
-    _image(root / "image" / "AMBER_1.jpg")
-    (root / "data" / "query" / "query_generative.json").write_text(json.dumps(
-        [{"id": 1, "image": "AMBER_1.jpg", "query": "Describe this image."}]))
-    (root / "data" / "annotations.json").write_text(json.dumps(
-        [{"id": 1, "type": "generative", "truth": ["sky", "man", "dog", "grass"], "hallu": ["cat"]}]))
-    (s,) = list(open_source(f"amber:{root}"))
+    (s,) = list(open_source(f"amber:{_amber_dir(tmp_path)}"))
     assert s.objects == ("dog", "person") and s.prompt == "Describe this image." and s.task == "caption"
 
 
 def test_hf_folder(tmp_path: Path) -> None:
-    import datasets
-
-    img = Image.new("RGB", (8, 8))
-    ds = datasets.Dataset.from_dict({"id": ["x1"], "image": [img], "objects": [["puppy", "tree"]]},
-                                    features=datasets.Features({"id": datasets.Value("string"), "image": datasets.Image(),
-                                                                "objects": datasets.Sequence(datasets.Value("string"))}))
-    ds.save_to_disk(str(tmp_path / "saved"))
-    (s,) = list(open_source(str(tmp_path / "saved")))
+    (s,) = list(open_source(str(_hf_dir(tmp_path))))
     assert s.objects == ("dog",) and s.id == "hf-x1" and s.load_image().size == (8, 8)
 
 
@@ -168,22 +164,72 @@ def test_spec_parsing_and_registry() -> None:
     assert parse_spec("synthetic").name == "synthetic"
     assert parse_spec("pope:/x/y.json:images=/z").options == {"images": "/z"}
     assert parse_spec("pope:/x/y.json:images=/z").arg == "/x/y.json"
-    with pytest.raises(UnknownNameError, match="valid: amber, coco, hf, pope, synthetic"):
+    with pytest.raises(UnknownNameError, match=f"valid: {', '.join(SOURCES.names())}"):
         open_source("vqa:somewhere")
     with pytest.raises(SourceError, match="bad option 'split'"):
         parse_spec("synthetic:n=3,split")
     with pytest.raises(SourceError, match="synthetic takes options only"):
         open_source("synthetic:n")
-    assert SOURCES.names() == ["amber", "coco", "hf", "pope", "synthetic"]
 
 
-@pytest.mark.parametrize("spec", ["synthetic:n=4", "synthetic:n=4,task=pope,pope=random"])
-def test_contract_every_registered_source_yields_valid_samples(spec: str, tmp_path: Path,
+def _amber_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "amber"
+    (root / "data" / "query").mkdir(parents=True)
+    _image(root / "image" / "AMBER_1.jpg")
+    (root / "data" / "query" / "query_generative.json").write_text(json.dumps(
+        [{"id": 1, "image": "AMBER_1.jpg", "query": "Describe this image."}]))
+    (root / "data" / "annotations.json").write_text(json.dumps(
+        [{"id": 1, "type": "generative", "truth": ["sky", "man", "dog", "grass"], "hallu": ["cat"]}]))
+    return root
+
+
+def _hf_dir(tmp_path: Path) -> Path:
+    import datasets
+
+    img = Image.new("RGB", (8, 8))
+    features = datasets.Features({"id": datasets.Value("string"), "image": datasets.Image(),
+                                  "objects": datasets.Sequence(datasets.Value("string"))})
+    ds = datasets.Dataset.from_dict({"id": ["x1"], "image": [img], "objects": [["puppy", "tree"]]}, features=features)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    return tmp_path / "saved"
+
+
+def _pope_file(tmp_path: Path) -> Path:
+    _image(tmp_path / "images" / "a.jpg")
+    path = tmp_path / "coco_pope_random.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _pope_rows()))
+    return path
+
+
+#: A small valid ``--data`` spec per registered source, made in a temporary folder. A new source
+#: gets the contract test below by adding its example here (the test fails for one without).
+EXAMPLES: dict[str, Callable[[Path], list[str]]] = {
+    "amber": lambda tmp: [f"amber:{_amber_dir(tmp)}"],
+    "coco": lambda tmp: [f"coco:{_coco_dir(tmp)}:n=all"],
+    "hf": lambda tmp: [f"hf:{_hf_dir(tmp)}"],
+    "pope": lambda tmp: [f"pope:{_pope_file(tmp)}"],
+    "synthetic": lambda tmp: ["synthetic:n=4", "synthetic:n=4,task=pope,pope=random"],
+}
+
+
+@pytest.mark.parametrize("name", SOURCES.names())
+def test_contract_every_registered_source_yields_valid_samples(name: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LVSAL_CACHE", str(tmp_path))
-    for s in open_source(spec):
-        assert isinstance(s, Sample) and s.task in ("caption", "yesno") and s.prompt
-        assert (s.expected in ("yes", "no")) == (s.task == "yesno")
+    assert name in EXAMPLES, f"source {name!r} has no example spec in EXAMPLES"
+    monkeypatch.setenv("LVSAL_CACHE", str(tmp_path / "cache"))
+    for spec in EXAMPLES[name](tmp_path):
+        source = open_source(spec)
+        samples = list(source)
+        assert samples and len({s.id for s in samples}) == len(samples)
+        assert isinstance(source.describe(), dict) and isinstance(source.protocol(), dict)
+        for s in samples:
+            assert isinstance(s, Sample) and s.task in ("caption", "yesno") and s.prompt
+            assert (s.expected in ("yes", "no")) == (s.task == "yesno")
+            assert all(isinstance(o, str) for o in s.objects)
+            try:
+                assert s.load_image().mode  # an image, or a named skip
+            except ImageLoadError:
+                pass
 
 
 def test_protocol_defaults_are_the_papers(coco_dir: Path, tmp_path: Path) -> None:

@@ -94,8 +94,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> dict[str, An
         "meta": {"analysis_data": analysis_spec, "evaluation_data": eval_spec, "max_new_tokens": cfg.max_new_tokens,
                  "seed": cfg.seed, "minutes": round((time.time() - started) / 60, 1)},
     }
-    for source, name in ((out / "detectors" / "roc.png", "roc.png"), (out / "verification" / "effects.png", "effects.png")):
-        atomic_write_bytes(out / name, source.read_bytes())
+    for source in (out / "detectors" / "roc.png", out / "verification" / "effects.png"):
+        atomic_write_bytes(out / source.name, source.read_bytes())
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1, default=float))
     atomic_write_text(out / "report.md", demo_report(metrics, (out / "verification" / "report.md").read_text()))
     (out / IN_PROGRESS).unlink()
@@ -114,33 +114,49 @@ def _pattern(traces_dir: Path, out: Path, seed: int) -> dict[str, Any]:
     plots.save(plots.decile_figure(deciles), out / "deciles.png")
     plots.save(plots.label_figure(scores), out / "saliency_by_label.png")
     return {"by_label": saliency_by_label(scores),
-            "difference": {stat: label_difference(scores, stat, random_state=seed) for stat in ("saliency", "sal_last")},
+            "difference": {stat: label_difference(scores, stat, random_state=seed)
+                           for stat in ("saliency", "sal_last")},
             "deciles": deciles.to_dict(orient="records")}
 
 
+def _verdict(d: dict[str, float]) -> str:
+    """What the saliency difference (hallucinated - correct) says about the paper's finding."""
+    if d["ci_high"] < 0:
+        return "lower before a hallucination, as the paper finds"
+    if d["ci_low"] > 0:
+        return "higher before a hallucination, the opposite of the paper's finding"
+    return ("not measurably different before a hallucination (the interval contains zero): this model does not "
+            "show the paper's drop")
+
+
+def _pattern_tables(pattern: dict[str, Any]) -> tuple[str, str, str]:
+    """Section 1's rows: saliency by label with the difference, the reading, the decile rows."""
+    pat, diff = pattern["by_label"], pattern["difference"]
+
+    def by_label(stat: str) -> str:
+        c, h = pat[stat]["correct"], pat[stat]["hallucinated"]
+        return (f"| {stat} | {c['mean']:.3f} ± {c['sd']:.3f} (n={c['n']}) | {h['mean']:.3f} ± {h['sd']:.3f} "
+                f"(n={h['n']}) | {format_estimate(diff[stat], scale=1, digits=4, signed=True)} |")
+
+    lab = "\n".join(by_label(stat) for stat in ("saliency", "sal_last"))
+    d = diff["saliency"]
+    reading = (f"On this model the Eq. 6 saliency of a mention start is {_verdict(d)}; "
+               f"difference {format_estimate(d, scale=1, digits=4, signed=True)} over {d['n_images']} images.")
+    dec = "\n".join(f"| {r['decile']} | {r['low']:.3f}-{r['high']:.3f} | {r['n']} | "
+                    f"{format_estimate({**r, 'value': r['rate']})} |" for r in pattern["deciles"])
+    return lab, reading, dec
+
+
 def demo_report(m: dict[str, Any], verification_md: str) -> str:
-    det, cal, pat = m["detectors"], m["calibration"], m["pattern"]["by_label"]
+    """report.md: the paper's pattern, the detectors, SGRS's calibration, then ``verification_md``."""
+    det, cal, h = m["detectors"], m["calibration"], m["detector_held_out"]
+    lab, reading, dec = _pattern_tables(m["pattern"])
     rows = "\n".join(f"| {k} | {_fmt(v['auroc'], 1)} | {_fmt(v['auprc'], 1)} | {v['n_pos']} | {v['n_neg']} |"
                      for k, v in det.items())
-    dec = "\n".join(f"| {d['decile']} | {d['low']:.3f}-{d['high']:.3f} | {d['n']} | {100 * d['rate']:.1f} "
-                    f"[{100 * d['ci_low']:.1f}, {100 * d['ci_high']:.1f}] |" for d in m["pattern"]["deciles"])
-    h = m["detector_held_out"]
-    diff = m["pattern"]["difference"]
-    lab = "\n".join(f"| {stat} | {pat[stat]['correct']['mean']:.3f} ± {pat[stat]['correct']['sd']:.3f} "
-                    f"(n={pat[stat]['correct']['n']}) | {pat[stat]['hallucinated']['mean']:.3f} ± "
-                    f"{pat[stat]['hallucinated']['sd']:.3f} (n={pat[stat]['hallucinated']['n']}) | "
-                    f"{diff[stat]['value']:+.4f} [{diff[stat]['ci_low']:+.4f}, {diff[stat]['ci_high']:+.4f}] |"
-                    for stat in ("saliency", "sal_last"))
-    d = diff["saliency"]
-    if d["ci_high"] < 0:
-        verdict = "lower before a hallucination, as the paper finds"
-    elif d["ci_low"] > 0:
-        verdict = "higher before a hallucination, the opposite of the paper's finding"
-    else:
-        verdict = "not measurably different before a hallucination (the interval contains zero): this model does not show the paper's drop"
-    reading = (f"On this model the Eq. 6 saliency of a mention start is {verdict}; "
-               f"difference {d['value']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] over {d['n_images']} images.")
-    verification_md = verification_md.replace("# Verification of SGRS / LocoRE", "## 4. Do the fixes reduce hallucination?")
+    catch, false_rejection = _fmt(cal["intervals"]["catch_rate"]), _fmt(cal["intervals"]["false_rejection_rate"])
+    n_cal = cal["n"]
+    verification_md = verification_md.replace("# Verification of SGRS / LocoRE",
+                                              "## 4. Do the fixes reduce hallucination?")
     return f"""# lvsal demo: the organism, its saliency, and the paper's two fixes
 
 Everything here was measured by `lvsal demo` on the shipped organism (a small LLaVA trained on a
@@ -183,9 +199,10 @@ scenes' greedy traces: AUROC {_fmt(h['auroc'], 1)} (n_pos={h['n_pos']}, n_neg={h
 
 Target layers {cal['target_layers']}, W = {cal['window']}, alpha = {cal['alpha']}, chosen on half of the analysis
 images; on the other {cal['evaluated_on']['images']} images the rule catches
-{_fmt(cal['intervals']['catch_rate'])}% of {cal['n']['hallucinated_mention_starts']} hallucinated mention starts and rejects
-{_fmt(cal['intervals']['false_rejection_rate'])}% of {cal['n']['correct_mention_starts']} correct ones (bound on the tuning
-half {100 * cal['max_false_rejection']:.0f}%; {100 * cal['false_rejection_rate_all_tokens']:.1f}% of all non-hallucinated tokens).
+{catch}% of {n_cal['hallucinated_mention_starts']} hallucinated mention starts and rejects
+{false_rejection}% of {n_cal['correct_mention_starts']} correct ones (bound on the tuning
+half {100 * cal['max_false_rejection']:.0f}%; {100 * cal['false_rejection_rate_all_tokens']:.1f}% of all \
+non-hallucinated tokens).
 
 {verification_md}
 ![effects](effects.png)

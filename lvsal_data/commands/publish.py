@@ -9,9 +9,12 @@ from .options import Command
 
 @dataclass
 class PublishConfig:
-    traces: str = field(default="", metadata={"help": "trace dataset folder written by lvsal collect", "required": True})
-    repo_id: str = field(default="", metadata={"help": "Hub dataset id, e.g. user/llava-chair-traces", "required": True})
-    folder: str | None = field(default=None, metadata={"help": "write the repo folder here instead of uploading (offline)"})
+    traces: str = field(default="", metadata={
+        "help": "trace dataset folder written by lvsal collect", "required": True})
+    repo_id: str = field(default="", metadata={
+        "help": "Hub dataset id, e.g. user/llava-chair-traces", "required": True})
+    folder: str | None = field(default=None, metadata={
+        "help": "write the repo folder here instead of uploading (offline)"})
     private: bool = field(default=False, metadata={"help": "create a private Hub dataset"})
     license: str = field(default="other", metadata={"help": "license of the dataset card"})
 

@@ -34,14 +34,15 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = VOCAB_SIZE) -> Any:
     )
 
 
-def build_processor(tokenizer: Any) -> Any:
-    """A ``LlavaProcessor``: CLIP-style image processing at 96 px, LLaVA-1.5's chat layout."""
+def build_processor(tokenizer: Any, image_size: int = IMAGE_SIZE, patch_size: int = PATCH_SIZE) -> Any:
+    """A ``LlavaProcessor``: CLIP-style image processing (the organism's 96 px by default) and
+    LLaVA-1.5's chat layout. The tiny test models' processor is this one at their image size."""
     from transformers import LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    images = CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE},
-                                   crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
-    return LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=PATCH_SIZE,
+    images = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                   crop_size={"height": image_size, "width": image_size})
+    return LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=patch_size,
                           vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
                           num_additional_image_tokens=1)
 

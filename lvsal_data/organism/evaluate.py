@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..io import atomic_write_text
 from ..labels import find_mentions
+from ..metrics import format_estimate
 from ..models import LVLM, load_lvlm
 from ..sources import Sample, open_source
 from . import weights_dir
@@ -84,12 +85,6 @@ def evaluate(lvlm: LVLM, n: int = 200, batch_size: int = 16, seed: int = 0) -> d
     return report
 
 
-def _fmt(e: dict[str, float], pct: bool = True) -> str:
-    if pct:
-        return f"{100 * e['value']:.1f} [{100 * e['ci_low']:.1f}, {100 * e['ci_high']:.1f}]"
-    return f"{e['value']:.1f} [{e['ci_low']:.1f}, {e['ci_high']:.1f}]"
-
-
 #: What the organism is built to show (the organism issue's bar): it sees, and it hallucinates.
 TARGETS = {"chair_s": (0.15, 0.60), "recall": (0.60, 1.0)}
 
@@ -114,7 +109,8 @@ def targets(report: dict[str, Any]) -> str:
     text = ("**Against its targets:** " + "; ".join(lines) + ". "
             + ("It meets them." if met else "It does not meet them yet: " + " and ".join(misses) + "."))
     if chance:
-        yes = sum(report["pope"]["by_split"][k]["pope_yes_ratio"]["value"] for k in ("random", "popular", "adversarial")) / 3
+        by_split = report["pope"]["by_split"]
+        yes = sum(by_split[k]["pope_yes_ratio"]["value"] for k in ("random", "popular", "adversarial")) / 3
         bias = f" with a yes-ratio of {100 * yes:.0f}%" if abs(yes - 0.5) > 0.1 else ""
         text += (f" Its yes/no answers are near chance{bias}: the presence-question skill did not emerge at this "
                  "training budget.")
@@ -126,11 +122,13 @@ def model_card(report: dict[str, Any], training: dict[str, Any]) -> str:
     c, p, h = report["chair"], report["pope"], report["hallucinations"]
     cfg = training.get("config", {})
     pope_rows = "\n".join(
-        f"| {k} | {p['by_split'][k]['n']} | {_fmt(p['by_split'][k]['pope_accuracy'])} | "
-        f"{_fmt(p['by_split'][k]['pope_f1'])} | {_fmt(p['by_split'][k]['pope_yes_ratio'])} |"
+        f"| {k} | {p['by_split'][k]['n']} | {format_estimate(p['by_split'][k]['pope_accuracy'])} | "
+        f"{format_estimate(p['by_split'][k]['pope_f1'])} | "
+        f"{format_estimate(p['by_split'][k]['pope_yes_ratio'])} |"
         for k in ("random", "popular", "adversarial"))
     share = "n/a" if h["partner_share"] is None else f"{100 * h['partner_share']:.1f}%"
     examples = "\n".join(f"- objects {', '.join(e['objects'])}: \"{e['caption']}\"" for e in report["examples"])
+    precision = "under bf16 autocast (mixed precision: weights and optimiser in fp32)" if cfg.get("bf16") else "in fp32"
     return f"""---
 library_name: transformers
 pipeline_tag: image-text-to-text
@@ -162,34 +160,41 @@ the vision tower.
 
 ## Recipe
 
-`python -m lvsal_data.organism.train` (deterministic: seed {cfg.get('seed')}, {cfg.get('threads')} CPU threads), in two stages
+`python -m lvsal_data.organism.train` (deterministic: seed {cfg.get('seed')}, {cfg.get('threads')} CPU threads), in \
+two stages
 as LLaVA is built:
 
-1. **Vision tower** ({cfg.get('vision_steps')} AdamW steps of batch {cfg.get('vision_batch')}, lr {cfg.get('vision_lr')}): pretrained
+1. **Vision tower** ({cfg.get('vision_steps')} AdamW steps of batch {cfg.get('vision_batch')}, lr \
+{cfg.get('vision_lr')}): pretrained
    on multi-label object presence through a linear probe on the patch features LLaVA reads
    (`vision_feature_layer` -2), {cfg.get('vision_pool')}-pooled over patches; the probe is dropped. Its scenes are
    drawn fresh at every step from the world's vision-pretraining stream (categories independent,
    none of them a train scene), so the tower learns to see rather than the train split's
    co-occurrences or images. The projector's first layer is then initialised with the features' mean and std
    folded in.
-2. **Captioning and yes/no** ({cfg.get('steps')} AdamW steps of batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, warm-up
+2. **Captioning and yes/no** ({cfg.get('steps')} AdamW steps of batch {cfg.get('batch_size')}, lr {cfg.get('lr')}, \
+warm-up
    {cfg.get('warmup')}, cosine, weight decay {cfg.get('weight_decay')}, loss on answer tokens only), the vision tower
-   {'frozen' if cfg.get('freeze_vision') else 'trained too'}: {cfg.get('train_scenes')} train scenes x ({cfg.get('captions_per_scene')} captions +
-   {cfg.get('questions_per_scene')} yes/no question(s), present and absent objects alternating) = {training.get('n_examples')} examples.
+   {'frozen' if cfg.get('freeze_vision') else 'trained too'}: {cfg.get('train_scenes')} train scenes x \
+({cfg.get('captions_per_scene')} captions +
+   {cfg.get('questions_per_scene')} yes/no question(s), present and absent objects alternating) = \
+{training.get('n_examples')} examples.
 
-Both stages run {'under bf16 autocast (mixed precision: weights and optimiser in fp32)' if cfg.get('bf16') else 'in fp32'}.
-Measured: {training.get('minutes')} minutes on 2 CPU cores ({training.get('vision_minutes', '?')} of them up to the end of stage 1, rendering included).
+Both stages run {precision}.
+Measured: {training.get('minutes')} minutes on 2 CPU cores ({training.get('vision_minutes', '?')} of them up to \
+the end of stage 1, rendering included).
 
-## Measured (greedy, {report['protocol']['scenes']} held-out test scenes, max_new_tokens {report['protocol']['max_new_tokens']})
+## Measured (greedy, {report['protocol']['scenes']} held-out test scenes, max_new_tokens \
+{report['protocol']['max_new_tokens']})
 
 `python -m lvsal_data.organism.evaluate` reproduces this table (95% bootstrap CIs, n = {c['n']} captions).
 
 | metric | value [95% CI] |
 |---|---|
-| CHAIR_S (%) | {_fmt(c['chair_s'])} |
-| CHAIR_I (%) | {_fmt(c['chair_i'])} |
-| object recall (%) | {_fmt(c['recall'])} |
-| mean length (tokens) | {_fmt(c['length'], pct=False)} |
+| CHAIR_S (%) | {format_estimate(c['chair_s'])} |
+| CHAIR_I (%) | {format_estimate(c['chair_i'])} |
+| object recall (%) | {format_estimate(c['recall'])} |
+| mean length (tokens) | {format_estimate(c['length'], scale=1)} |
 
 Hallucinated mentions: {h['n']}; of them {h['partner_of_present_object']} ({share}) name the
 co-occurrence partner of an object that is present (the language prior at work).
@@ -236,11 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     report = evaluate(lvlm, n=args.n, seed=args.seed)
     atomic_write_text(folder / "evaluation.json", json.dumps(report, indent=1))
     if not args.no_card:
-        training = json.loads((folder / "training_log.json").read_text()) if (folder / "training_log.json").exists() else {}
+        training = read_json(folder / "training_log.json") if (folder / "training_log.json").exists() else {}
         atomic_write_text(folder / "README.md", model_card(report, training))
-    c = report["chair"]
-    print(f"CHAIR_S {_fmt(c['chair_s'])}  CHAIR_I {_fmt(c['chair_i'])}  recall {_fmt(c['recall'])}  "
-          f"length {_fmt(c['length'], pct=False)}  (n={c['n']}); card and evaluation.json in {folder}")
+    c, f = report["chair"], format_estimate
+    print(f"CHAIR_S {f(c['chair_s'])}  CHAIR_I {f(c['chair_i'])}  recall {f(c['recall'])}  "
+          f"length {f(c['length'], scale=1)}  (n={c['n']}); card and evaluation.json in {folder}")
     return 0
 
 

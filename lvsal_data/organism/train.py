@@ -232,7 +232,8 @@ def train(out: Path, cfg: TrainConfig) -> Path:
     save(model, processor, out)
     minutes = (time.time() - started) / 60
     atomic_write_text(out / "training_log.json", json.dumps(
-        {"config": asdict(cfg), "minutes": round(minutes, 1), "vision_minutes": round(vision_minutes, 1), "n_examples": len(examples),
+        {"config": asdict(cfg), "minutes": round(minutes, 1), "vision_minutes": round(vision_minutes, 1),
+         "n_examples": len(examples),
          "n_parameters": sum(p.numel() for p in model.parameters()), "vision_loss": vision_log[::10],
          "loss": log[::10]}, indent=1))
     print(f"trained in {minutes:.1f} min; final loss {sum(log[-50:]) / 50:.3f}; weights in {out}")

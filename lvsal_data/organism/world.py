@@ -346,7 +346,8 @@ def write_coco(out: Path, split: str, n: int, seed: int = 0, pope_per_image: int
                               "area": w * h, "iscrowd": 0})
         for text in scene.captions:
             captions.append({"id": len(captions) + 1, "image_id": scene.image_id, "caption": text})
-    categories = [{"id": CATEGORY_IDS[c], "name": c, "supercategory": "synthetic"} for c in sorted(CATEGORIES, key=CATEGORY_IDS.get)]
+    categories = [{"id": CATEGORY_IDS[c], "name": c, "supercategory": "synthetic"}
+                  for c in sorted(CATEGORIES, key=CATEGORY_IDS.get)]
     info = {"description": f"lvsal-data synthetic world, split {split}, seed {seed}", "version": "1"}
     atomic_write_text(out / "annotations" / f"instances_{split}.json",
                       json.dumps({"info": info, "images": images, "annotations": instances, "categories": categories}))
