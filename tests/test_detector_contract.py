@@ -11,7 +11,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from analysis.detectors import MODELS, HallucinationDetector
 
-
 # max_iter=10: ten boosting rounds already fit the checks' toy data, in a fraction of the time
 DETECTORS = [HallucinationDetector(model="logistic"), HallucinationDetector(model="boosting", max_iter=10)]
 
