@@ -108,8 +108,8 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         mp.setenv("LVSAL_CACHE", str(tmp_path_factory.mktemp("cache")))
         for name, spec in (("test", "synthetic:split=test,n=24"), ("held", "synthetic:split=test,n=24,seed=1")):
             out[name] = root / name
-            collect(CollectConfig(data=spec, out=str(out[name]), max_new_tokens=40, lookback_heads=True),
-                    progress=False)
+            collect(CollectConfig(data=spec, out=str(out[name]), max_new_tokens=40, lookback_heads=True,
+                                  batch_size="8"), progress=False)  # rows are batch-1's (test_batch.py)
     return out
 
 
@@ -180,7 +180,8 @@ def test_verify_reports_every_decoding(tmp_path: Path, monkeypatch: pytest.Monke
     from lvsal_data.commands import VerifyConfig, verify
 
     monkeypatch.setenv("LVSAL_CACHE", str(tmp_path / "cache"))
-    result = verify(VerifyConfig(data="synthetic:split=test,n=6", out=str(tmp_path / "v"), limit=6, max_new_tokens=12),
+    result = verify(VerifyConfig(data="synthetic:split=test,n=6", out=str(tmp_path / "v"), limit=6, max_new_tokens=12,
+                                 batch_size="3"),
                     progress=False)
     m = json.loads((tmp_path / "v" / "metrics.json").read_text())
     for d in ("greedy", "sgrs", "locore", "sgrs+locore"):

@@ -20,7 +20,7 @@ from lvsal_data.saliency import SaliencyEngine
 from lvsal_data.testing import TinyLVLM, stack_inputs, with_grid
 from lvsal_data.tracing import Trace, trace_batch
 
-STEPS = 6
+STEPS = 4
 #: (system, instruction) lengths of the batch's prompts: three different prompt lengths.
 SHAPES = [(4, 5), (7, 3), (5, 6)]
 OPTIONS = {"sgrs": DecodingOptions(sgrs_alpha=1.0), "sgrs+locore": DecodingOptions(sgrs_alpha=1.0, locore_beta=2.0),
