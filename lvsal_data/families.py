@@ -46,12 +46,22 @@ class Family:
 FAMILIES: Registry[Family] = Registry("model family")
 
 _QWEN_MARKERS = ("vision_start_token_id", "vision_end_token_id")
+#: Only the tokens that can open or close the whole run: the first tile's (or the global view's)
+#: header and the closing wrapper; the tokens between tiles lie inside the run.
+_IDEFICS_MARKERS = ("<fake_token_around_image>", "<row_1_col_1>", "<global-img>")
 for _type, _family in {
     "llava": Family("LLaVA", system_prompt=VICUNA_SYSTEM_PROMPT),
     "llava_next": Family("LLaVA-NeXT"),
     "qwen2_vl": Family("Qwen2-VL", image_markers=_QWEN_MARKERS),
     "qwen2_5_vl": Family("Qwen2.5-VL", image_markers=_QWEN_MARKERS),
     "internvl": Family("InternVL", marker_tokens=("<img>", "</img>")),
+    "llava_onevision": Family("LLaVA-OneVision"),
+    "qwen3_vl": Family("Qwen3-VL", image_markers=_QWEN_MARKERS),
+    # <fake_token_around_image><row_1_col_1 | global-img><image>... ...<image><fake_token_around_image>
+    "idefics3": Family("Idefics3", marker_tokens=_IDEFICS_MARKERS),
+    "smolvlm": Family("SmolVLM", marker_tokens=_IDEFICS_MARKERS),
+    # Pixtral: rows of [IMG] ending in [IMG_BREAK], the last one in [IMG_END]
+    "mistral3": Family("Mistral 3", marker_tokens=("[IMG_BREAK]", "[IMG_END]")),
 }.items():
     FAMILIES.register(_type)(_family)
 

@@ -46,12 +46,15 @@ class TinyLVLM:
         mask = torch.ones_like(ids)
         mask[:, :pad] = 0
         batch = {"input_ids": ids, "attention_mask": mask, **self._pixels(gen)}
-        if self.family == "qwen2_vl":
+        if self.family in _MM_TOKEN_TYPES:
             batch["mm_token_type_ids"] = (ids == self.image_token_id).int()
         dtype = next(self.model.parameters()).dtype
         batch = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
         return batch, spans
 
+
+#: Families whose M-RoPE reads which tokens are image ones from ``mm_token_type_ids`` (1: image).
+_MM_TOKEN_TYPES = ("qwen2_vl", "qwen3_vl")
 
 #: Inputs with one entry per token (``(batch, seq)``): left-padded when prompts are stacked.
 _PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids")
@@ -83,8 +86,8 @@ def with_grid(tiny: TinyLVLM, grid: tuple[int, int]) -> TinyLVLM:
     return replace(tiny, n_image_tokens=grid[0] * grid[1] // 4, _pixels=_qwen_pixels(*grid))
 
 
-def _qwen_pixels(h: int, w: int) -> Callable[[torch.Generator], dict[str, torch.Tensor]]:
-    patch_dim = 3 * 2 * 14 * 14
+def _qwen_pixels(h: int, w: int, patch: int = 14) -> Callable[[torch.Generator], dict[str, torch.Tensor]]:
+    patch_dim = 3 * 2 * patch * patch
 
     def pixels(g: torch.Generator) -> dict[str, torch.Tensor]:
         return {"pixel_values": torch.randn(h * w, patch_dim, generator=g), "image_grid_thw": torch.tensor([[1, h, w]])}
@@ -168,11 +171,107 @@ def tiny_internvl(*, seed: int = 0) -> TinyLVLM:
     return TinyLVLM(model, "internvl", 4, pixels)
 
 
+def tiny_llava_onevision(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``LlavaOnevisionForConditionalGeneration`` (SigLIP tower, Qwen2 text model, GQA): one
+    anyres grid point of the image size, so an image is its base view plus one tile, unpadded with
+    a newline token per row (10 image tokens)."""
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+
+    torch.manual_seed(seed)
+    size = 28
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=size, patch_size=14)
+    config = LlavaOnevisionConfig(vision_config=vision, text_config=dict(_text(num_key_value_heads=2), model_type="qwen2"),
+                                  image_token_index=VOCAB - 1, video_token_index=VOCAB - 2,
+                                  image_grid_pinpoints=[[size, size]])
+    config._attn_implementation = "eager"
+    model = _finish(LlavaOnevisionForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 2, 3, size, size, generator=g),  # noqa: E731
+                        "image_sizes": torch.tensor([[size, size]])}
+    return TinyLVLM(model, "llava_onevision", _count_image_tokens(model, pixels), pixels)
+
+
+def tiny_qwen3_vl(*, seed: int = 1) -> TinyLVLM:
+    """A tiny ``Qwen3VLForConditionalGeneration`` (interleaved M-RoPE, q/k norms, DeepStack visual
+    features added in the first text layers) with a (1, 4, 4) image grid. Seed 1: seed 0 greedily repeats
+    one token, which would make trace == generate a weak check."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    text = _text(num_key_value_heads=2, head_dim=16,
+                 rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True,
+                                  "rope_theta": 10000.0})
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=16, spatial_merge_size=2,
+                  temporal_patch_size=2, out_hidden_size=64, num_position_embeddings=16, deepstack_visual_indexes=[0])
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=VOCAB - 1,
+                           video_token_id=VOCAB - 2, vision_start_token_id=VOCAB - 3, vision_end_token_id=VOCAB - 4)
+    config._attn_implementation = "eager"
+    model = _finish(Qwen3VLForConditionalGeneration(config))
+    return TinyLVLM(model, "qwen3_vl", 4, _qwen_pixels(4, 4, patch=16))
+
+
+def _tiny_idefics(family: str, seed: int) -> TinyLVLM:
+    """A tiny Idefics3 / SmolVLM (SigLIP-style tower, pixel shuffle by 2, Llama text model): one
+    32 x 32 image of 8-pixel patches is 16 patches, 4 image tokens."""
+    import transformers
+
+    prefix = {"idefics3": "Idefics3", "smolvlm": "SmolVLM"}[family]
+    torch.manual_seed(seed)
+    vision = getattr(transformers, f"{prefix}VisionConfig")(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                           num_attention_heads=4, image_size=32, patch_size=8)
+    config = getattr(transformers, f"{prefix}Config")(vision_config=vision, text_config=dict(_text(), model_type="llama"),
+                                                      image_token_id=VOCAB - 1, scale_factor=2)
+    config._attn_implementation = "eager"
+    model = _finish(getattr(transformers, f"{prefix}ForConditionalGeneration")(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 1, 3, 32, 32, generator=g)}  # noqa: E731
+    return TinyLVLM(model, family, 4, pixels)
+
+
+def tiny_idefics3(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``Idefics3ForConditionalGeneration``."""
+    return _tiny_idefics("idefics3", seed)
+
+
+def tiny_smolvlm(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``SmolVLMForConditionalGeneration``."""
+    return _tiny_idefics("smolvlm", seed)
+
+
+def tiny_mistral3(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``Mistral3ForConditionalGeneration`` (Pixtral tower with 2-D RoPE, patch merger by 2,
+    Mistral text model, GQA): a 32 x 32 image of 8-pixel patches is 4 image tokens."""
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = dict(model_type="pixtral", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, head_dim=8, image_size=32, patch_size=8)
+    config = Mistral3Config(vision_config=vision, text_config=dict(_text(num_key_value_heads=2), model_type="mistral"),
+                            image_token_index=VOCAB - 1, spatial_merge_size=2, tie_word_embeddings=False)
+    config._attn_implementation = "eager"
+    model = _finish(Mistral3ForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 3, 32, 32, generator=g),  # noqa: E731
+                        "image_sizes": torch.tensor([[32, 32]])}
+    return TinyLVLM(model, "mistral3", 4, pixels)
+
+
+def _count_image_tokens(model: Any, pixels: Callable[[torch.Generator], dict[str, torch.Tensor]]) -> int:
+    """How many image features (so placeholder tokens) the model makes of one image."""
+    with torch.no_grad():
+        features = model.model.get_image_features(**pixels(torch.Generator().manual_seed(0)))
+    features = getattr(features, "pooler_output", features)
+    return sum(int(f.shape[0]) for f in features)
+
+
 BUILDERS: dict[str, Callable[..., TinyLVLM]] = {
     "llava": tiny_llava,
     "llava_gqa": lambda **kw: tiny_llava(kv_heads=2, **kw),
     "qwen2_vl": tiny_qwen2_vl,
     "internvl": tiny_internvl,
+    "llava_onevision": tiny_llava_onevision,
+    "qwen3_vl": tiny_qwen3_vl,
+    "idefics3": tiny_idefics3,
+    "smolvlm": tiny_smolvlm,
+    "mistral3": tiny_mistral3,
 }
 
 
