@@ -54,7 +54,7 @@ class TinyLVLM:
 
 
 #: Families whose M-RoPE reads which tokens are image ones from ``mm_token_type_ids`` (1: image).
-_MM_TOKEN_TYPES = ("qwen2_vl", "qwen3_vl")
+_MM_TOKEN_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 
 #: Inputs with one entry per token (``(batch, seq)``): left-padded when prompts are stacked.
 _PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids")
@@ -153,6 +153,42 @@ def tiny_qwen2_vl(*, seed: int = 0, grid: tuple[int, int] = (4, 4)) -> TinyLVLM:
     model = _finish(Qwen2VLForConditionalGeneration(config))
     h, w = grid
     return TinyLVLM(model, "qwen2_vl", h * w // 4, _qwen_pixels(h, w))
+
+
+def tiny_qwen2_5_vl(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``Qwen2_5_VLForConditionalGeneration`` (M-RoPE, GQA; windowed vision attention) with a
+    (1, 4, 4) image grid."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    text = _text(num_key_value_heads=2, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3],
+                                                          "rope_theta": 10000.0})
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1])
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=VOCAB - 1,
+                              video_token_id=VOCAB - 2, vision_start_token_id=VOCAB - 3, vision_end_token_id=VOCAB - 4)
+    config._attn_implementation = "eager"
+    model = _finish(Qwen2_5_VLForConditionalGeneration(config))
+    return TinyLVLM(model, "qwen2_5_vl", 4, _qwen_pixels(4, 4))
+
+
+def tiny_llava_next(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``LlavaNextForConditionalGeneration`` (CLIP tower, Llama text model): one anyres grid
+    point of the image size, so an image is its base view plus one tile, unpadded with a newline
+    token per row."""
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration
+
+    torch.manual_seed(seed)
+    size = 28
+    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=size, patch_size=14, projection_dim=32)
+    config = LlavaNextConfig(vision_config=vision, text_config=dict(_text(), model_type="llama"),
+                             image_token_index=VOCAB - 1, image_grid_pinpoints=[[size, size]])
+    config._attn_implementation = "eager"
+    model = _finish(LlavaNextForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 2, 3, size, size, generator=g),  # noqa: E731
+                        "image_sizes": torch.tensor([[size, size]])}
+    return TinyLVLM(model, "llava_next", _count_image_tokens(model, pixels), pixels)
 
 
 def tiny_internvl(*, seed: int = 0) -> TinyLVLM:
@@ -267,6 +303,8 @@ BUILDERS: dict[str, Callable[..., TinyLVLM]] = {
     "llava_gqa": lambda **kw: tiny_llava(kv_heads=2, **kw),
     "qwen2_vl": tiny_qwen2_vl,
     "internvl": tiny_internvl,
+    "qwen2_5_vl": tiny_qwen2_5_vl,
+    "llava_next": tiny_llava_next,
     "llava_onevision": tiny_llava_onevision,
     "qwen3_vl": tiny_qwen3_vl,
     "idefics3": tiny_idefics3,
