@@ -323,7 +323,7 @@ def load_lvlm(
         >>> lvlm = load_lvlm("organism")  # doctest: +SKIP
         >>> prepared = lvlm.prepare(image, "Please describe this image in detail.")  # doctest: +SKIP
     """
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     device = parse_device(device)
     torch_dtype = _parse_dtype(dtype, device)
@@ -341,11 +341,51 @@ def load_lvlm(
         raise
     check_eager(model)
     model.to(device).eval()
-    processor = AutoProcessor.from_pretrained(path, **kwargs)
+    processor = load_processor(path, config, **kwargs)
     # the organism was trained without a system prompt; every other model gets its family's standard one
     standard = None if name_or_path == ORGANISM else family_of(config).system_prompt
     return LVLM(model=model, processor=processor, name=name_or_path, revision=revision,
                 standard_system_prompt=standard)
+
+
+def load_processor(path: str, config: Any, **kwargs: Any) -> Any:
+    """The model's processor, as ``AutoProcessor`` loads it; without torchvision, its image-only part.
+
+    Video processors (Qwen2-VL's, InternVL's, ...) need torchvision, which tracing images does
+    not: without it the family's own processor class is built from its tokenizer and image
+    processor alone (transformers picks the PIL image backend), so ``load_lvlm`` works on a
+    plain install.
+
+    Args:
+        path: The model folder or Hub id.
+        config: The model config (its ``model_type`` names the processor class).
+        kwargs: ``from_pretrained`` arguments (revision, trust_remote_code).
+    """
+    from transformers import AutoProcessor
+    from transformers.utils import is_torchvision_available
+
+    cls = _processor_class(config)
+    if cls is None or is_torchvision_available():
+        return AutoProcessor.from_pretrained(path, **kwargs)
+    if not any("video" in name for name in cls.get_attributes()):
+        return AutoProcessor.from_pretrained(path, **kwargs)
+    return image_only(cls).from_pretrained(path, **kwargs)
+
+
+def image_only(cls: type) -> type:
+    """``cls``, a transformers processor class, without its video processor (a subclass of the
+    same name whose sub-processors are the others; it loads and runs images and text as ``cls``)."""
+    kept = [name for name in cls.get_attributes() if "video" not in name]
+    return type(cls.__name__, (cls,), {"get_attributes": classmethod(lambda _: list(kept)),
+                                       "__module__": cls.__module__, "__doc__": cls.__doc__})
+
+
+def _processor_class(config: Any) -> Any:
+    """transformers' processor class of the config's model type (None: not a built-in one)."""
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES, processor_class_from_name
+
+    name = PROCESSOR_MAPPING_NAMES.get(getattr(config, "model_type", None))
+    return processor_class_from_name(name) if name else None
 
 
 def check_eager(model: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .models import Spans
+from .models import Spans, image_only
 from .prompts import LLAVA_CHAT_TEMPLATE
 
 VOCAB = 96
@@ -335,3 +335,69 @@ def tiny_llava_processor(words: list[str], image_size: int = 28, patch_size: int
     return LlavaProcessor(image_processor=images, tokenizer=fast, patch_size=patch_size,
                           vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
                           num_additional_image_tokens=1)
+
+
+def _word_tokenizer(words: list[str], specials: dict[str, int], **named: str) -> Any:
+    """A word-level fast tokenizer: ``specials`` at the given ids (the tiny config's), matched whole
+    and never split, ``words`` at the free ids below :data:`VOCAB`; ``named`` become the tokenizer's
+    named special tokens (``image_token="<image>"``...)."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    base = {"<pad>": 0, "<s>": 1, "</s>": 2} | specials
+    free = iter(i for i in range(VOCAB) if i not in base.values())
+    vocab = base | {w: next(free) for w in dict.fromkeys(words) if w not in base}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in base])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<pad>", extra_special_tokens=named)
+
+
+#: A ChatML template with the image placeholder ``{image}`` (Qwen2-VL's and InternVL's layout).
+_CHATML = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {% for c in m['content'] %}"
+           "{% if c['type'] == 'image' %}{image} {% else %}{{ c['text'] }} {% endif %}{% endfor %}<|im_end|> "
+           "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+_CHATML_TOKENS = {"<|im_start|>": VOCAB - 10, "<|im_end|>": VOCAB - 11, "user": VOCAB - 12, "assistant": VOCAB - 13,
+                  "system": VOCAB - 14}
+
+
+def tiny_qwen2_vl_processor(words: list[str], *, video: bool = True) -> Any:
+    """A real ``Qwen2VLProcessor`` for :func:`tiny_qwen2_vl` (its token ids), PIL image backend: any
+    image becomes a 56 x 56 one, a (1, 4, 4) grid, 4 image tokens. ``video=False`` leaves out the
+    video processor (which needs torchvision)."""
+    from transformers import Qwen2VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    specials = {"<|image_pad|>": VOCAB - 1, "<|video_pad|>": VOCAB - 2, "<|vision_start|>": VOCAB - 3,
+                "<|vision_end|>": VOCAB - 4} | _CHATML_TOKENS
+    tokenizer = _word_tokenizer(words, specials, image_token="<|image_pad|>", video_token="<|video_pad|>",
+                                vision_bos_token="<|vision_start|>", vision_eos_token="<|vision_end|>")
+    images = Qwen2VLImageProcessorPil(size={"shortest_edge": 56 * 56, "longest_edge": 56 * 56})
+    template = _CHATML.replace("{image}", "<|vision_start|> <|image_pad|> <|vision_end|>")
+    if not video:
+        return image_only(Qwen2VLProcessor)(image_processor=images, tokenizer=tokenizer, chat_template=template)
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    return Qwen2VLProcessor(image_processor=images, tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
+                            chat_template=template)
+
+
+def tiny_internvl_processor(words: list[str], *, video: bool = True) -> Any:
+    """A real ``InternVLProcessor`` for :func:`tiny_internvl`: any image becomes one 56 x 56 tile,
+    ``<img>`` + 4 ``<IMG_CONTEXT>`` + ``</img>``. ``video=False`` leaves out the video processor."""
+    from transformers import InternVLProcessor
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    specials = {"<IMG_CONTEXT>": VOCAB - 1, "<img>": VOCAB - 2, "</img>": VOCAB - 3, "<video>": VOCAB - 4} | _CHATML_TOKENS
+    tokenizer = _word_tokenizer(words, specials, start_image_token="<img>", end_image_token="</img>",
+                                context_image_token="<IMG_CONTEXT>", video_token="<video>")
+    images = GotOcr2ImageProcessorPil(size={"height": 56, "width": 56}, max_patches=1)  # one tile, no thumbnail
+    template = _CHATML.replace("{image}", "<IMG_CONTEXT>")
+    if not video:
+        return image_only(InternVLProcessor)(image_processor=images, tokenizer=tokenizer, image_seq_length=4,
+                                             chat_template=template)
+    from transformers.models.internvl.video_processing_internvl import InternVLVideoProcessor
+
+    return InternVLProcessor(image_processor=images, tokenizer=tokenizer, video_processor=InternVLVideoProcessor(),
+                             image_seq_length=4, chat_template=template)

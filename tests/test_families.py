@@ -51,8 +51,8 @@ def _tokenizer(vocab: dict[str, int]):
 
 @pytest.mark.parametrize("family, layout", [
     # Idefics3 / SmolVLM, a 2-tile split image: tile headers, a newline between rows, the global view
-    ("idefics3", "<fake_token_around_image> <row_1_col_1> I I <fake_token_around_image> <row_1_col_2> I I \\n "
-                 "<fake_token_around_image> <global-img> I I <fake_token_around_image>"),
+    ("idefics3", ("<fake_token_around_image> <row_1_col_1> I I <fake_token_around_image> <row_1_col_2> I I \\n "
+                  "<fake_token_around_image> <global-img> I I <fake_token_around_image>")),
     ("smolvlm", "<fake_token_around_image> <global-img> I I I <fake_token_around_image>"),
     # Pixtral: each row of image tokens ends in [IMG_BREAK], the last in [IMG_END]
     ("mistral3", "I I [IMG_BREAK] I I [IMG_END]"),

@@ -134,3 +134,45 @@ def test_a_template_that_drops_the_system_message_is_refused(saved_llava) -> Non
     lvlm.processor.chat_template = "{% for m in messages %}{% if m['role'] == 'user' %}USER: <image>\n{% endif %}{% endfor %}ASSISTANT:"
     with pytest.raises(UnsupportedModelError, match="drops system messages; pass --system-prompt none"):
         lvlm.chat_prompt("Describe it.", "Be brief.")
+
+
+#: The video processor each family's full processor saves (it needs torchvision to load).
+VIDEO_PROCESSORS = {"qwen2_vl": "Qwen2VLVideoProcessor", "internvl": "InternVLVideoProcessor"}
+
+
+@pytest.fixture(scope="module", params=sorted(VIDEO_PROCESSORS))
+def saved_with_video(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A tiny model saved with its processor, whose config names a video processor as a full
+    save_pretrained writes it (built here without one: constructing it needs torchvision)."""
+    import json
+
+    from lvsal_data import testing
+
+    family = request.param
+    folder = tmp_path_factory.mktemp(f"tiny-{family}")
+    getattr(testing, f"tiny_{family}")().model.save_pretrained(folder)
+    processor = getattr(testing, f"tiny_{family}_processor")(WORDS, video=False)
+    processor.save_pretrained(folder)
+    config = json.loads((folder / "processor_config.json").read_text())
+    config["video_processor"] = {"video_processor_type": VIDEO_PROCESSORS[family]}
+    (folder / "processor_config.json").write_text(json.dumps(config))
+    return family, folder, processor.tokenizer
+
+
+def test_a_family_with_a_video_processor_loads_prepares_and_traces(saved_with_video) -> None:
+    """Regression: AutoProcessor raised 'Qwen2VLVideoProcessor requires the Torchvision library' on
+    a plain install; load_lvlm then could not load Qwen2-VL or InternVL at all."""
+    from transformers.utils import is_torchvision_available
+
+    family, folder, tokenizer = saved_with_video
+    lvlm = load_lvlm(str(folder), device="cpu")
+    assert hasattr(lvlm.processor, "video_processor") == is_torchvision_available()
+    prepared = lvlm.prepare(Image.new("RGB", (50, 40), "red"), "Please describe this image in detail.")
+    tokens = tokenizer.convert_ids_to_tokens(prepared.inputs["input_ids"][0].tolist())
+    first, placeholder, last = {"qwen2_vl": ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>"),
+                                "internvl": ("<img>", "<IMG_CONTEXT>", "</img>")}[family]
+    image = tokens[slice(*prepared.spans.image)]  # the markers around the run belong to the image
+    assert image[0] == first and image[-1] == last and set(image[1:-1]) == {placeholder}
+    assert tokens[prepared.spans.instruction[0]] == "Please"
+    trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, max_new_tokens=3, eos_token_ids=[])
+    assert len(trace.tokens) == 3
