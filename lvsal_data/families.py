@@ -62,6 +62,8 @@ for _type, _family in {
     "smolvlm": Family("SmolVLM", marker_tokens=_IDEFICS_MARKERS),
     # Pixtral: rows of [IMG] ending in [IMG_BREAK], the last one in [IMG_END]
     "mistral3": Family("Mistral 3", marker_tokens=("[IMG_BREAK]", "[IMG_END]")),
+    # <start_of_image><image>...<end_of_image>; sliding-window layers' rows sit at absolute columns
+    "gemma3": Family("Gemma 3", image_markers=("boi_token_index", "eoi_token_index")),
 }.items():
     FAMILIES.register(_type)(_family)
 

@@ -170,6 +170,12 @@ class LVLM:
                                         "pass --system-prompt none")
         return text
 
+    def _special_tokens(self, texts: Sequence[str]) -> dict[str, bool]:
+        """Processor arguments that keep a chat template's own BOS single: a template that opens
+        with it (Gemma 3, Llama 3.2 Vision) plus a tokenizer that adds one gave ``<bos><bos>``."""
+        bos = getattr(self.tokenizer, "bos_token", None)
+        return {"add_special_tokens": False} if bos and all(t.startswith(bos) for t in texts) else {}
+
     def prepare(self, image: Any, prompt: str, system_prompt: str | None = None) -> "Prepared":
         """Model inputs for one image and one user prompt (batch of 1) and their spans.
 
@@ -183,7 +189,7 @@ class LVLM:
             :class:`Prepared` with ``.inputs`` (on the model's device) and ``.spans``.
         """
         text = self.chat_prompt(prompt, system_prompt)
-        batch = self.processor(images=[image], text=[text], return_tensors="pt")
+        batch = self.processor(images=[image], text=[text], return_tensors="pt", **self._special_tokens([text]))
         inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
@@ -217,7 +223,7 @@ class LVLM:
         if getattr(tokenizer, "pad_token_id", None) is None:  # padded keys are masked: any id will do
             tokenizer.pad_token = tokenizer.eos_token
         batch = self.processor(images=list(images), text=texts, return_tensors="pt", padding=True,
-                               padding_side="left")
+                               padding_side="left", **self._special_tokens(texts))
         inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)

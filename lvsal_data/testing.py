@@ -48,6 +48,8 @@ class TinyLVLM:
         batch = {"input_ids": ids, "attention_mask": mask, **self._pixels(gen)}
         if self.family in _MM_TOKEN_TYPES:
             batch["mm_token_type_ids"] = (ids == self.image_token_id).int()
+        if self.family in _TOKEN_TYPES:
+            batch["token_type_ids"] = (ids == self.image_token_id).long()
         dtype = next(self.model.parameters()).dtype
         batch = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
         return batch, spans
@@ -55,9 +57,11 @@ class TinyLVLM:
 
 #: Families whose M-RoPE reads which tokens are image ones from ``mm_token_type_ids`` (1: image).
 _MM_TOKEN_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+#: Families whose mask reads image blocks (attended bidirectionally) from ``token_type_ids``.
+_TOKEN_TYPES = ("gemma3",)
 
 #: Inputs with one entry per token (``(batch, seq)``): left-padded when prompts are stacked.
-_PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids")
+_PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
 
 def stack_inputs(samples: Sequence[tuple[dict[str, torch.Tensor], Spans]]) -> tuple[dict[str, torch.Tensor], list[Spans]]:
@@ -290,6 +294,28 @@ def tiny_mistral3(*, seed: int = 0) -> TinyLVLM:
     return TinyLVLM(model, "mistral3", 4, pixels)
 
 
+def tiny_gemma3(*, seed: int = 3) -> TinyLVLM:
+    """A tiny ``Gemma3ForConditionalGeneration`` (SigLIP tower pooled to 4 tokens, Gemma 3 text model):
+    sliding-window layers (window 6, shorter than every prompt) alternate with full ones, the
+    image block is read bidirectionally (``token_type_ids``), and attention logits are soft-capped
+    (Gemma 2's feature, which Gemma 3's attention also runs when configured) so that our
+    attention function must reproduce it. Seed 3: lower seeds greedily repeat one token."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=28, patch_size=7)
+    text = dict(_text(num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, sliding_window=6,
+                      layer_types=["sliding_attention", "full_attention"] * 2, attn_logit_softcapping=2.0),
+                model_type="gemma3_text")
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, image_token_index=VOCAB - 1,
+                          boi_token_index=VOCAB - 2, eoi_token_index=VOCAB - 3)
+    config._attn_implementation = "eager"
+    model = _finish(Gemma3ForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 3, 28, 28, generator=g)}  # noqa: E731
+    return TinyLVLM(model, "gemma3", 4, pixels)
+
+
 def _count_image_tokens(model: Any, pixels: Callable[[torch.Generator], dict[str, torch.Tensor]]) -> int:
     """How many image features (so placeholder tokens) the model makes of one image."""
     with torch.no_grad():
@@ -310,6 +336,7 @@ BUILDERS: dict[str, Callable[..., TinyLVLM]] = {
     "idefics3": tiny_idefics3,
     "smolvlm": tiny_smolvlm,
     "mistral3": tiny_mistral3,
+    "gemma3": tiny_gemma3,
 }
 
 

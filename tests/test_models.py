@@ -176,3 +176,22 @@ def test_a_family_with_a_video_processor_loads_prepares_and_traces(saved_with_vi
     assert tokens[prepared.spans.instruction[0]] == "Please"
     trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, max_new_tokens=3, eos_token_ids=[])
     assert len(trace.tokens) == 3
+
+
+def test_a_template_that_opens_with_bos_gets_no_second_one(saved_llava) -> None:
+    """Gemma 3's and Llama 3.2 Vision's templates emit <bos> and their tokenizers add one: the
+    prompt began <bos><bos>, a position the model never saw in training."""
+    from tokenizers.processors import TemplateProcessing
+
+    lvlm = load_lvlm(str(saved_llava), device="cpu")
+    tokenizer = lvlm.tokenizer
+    bos = tokenizer.bos_token_id
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    image = Image.new("RGB", (30, 30))
+    added = lvlm.prepare(image, "Please describe this image .").inputs["input_ids"][0]
+    assert added[0] == bos and added[1] != bos  # the tokenizer's BOS alone
+    lvlm.processor.chat_template = "{{ bos_token }}" + lvlm.processor.chat_template
+    for ids in (lvlm.prepare(image, "Please describe this image .").inputs["input_ids"][0],
+                lvlm.prepare_batch([image, image], ["Please describe this image .", "a dog"]).inputs["input_ids"][1]):
+        ids = ids[ids != tokenizer.pad_token_id]
+        assert ids[0] == bos and ids[1] != bos  # the template's BOS alone
