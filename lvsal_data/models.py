@@ -379,11 +379,30 @@ def load_processor(path: str, config: Any, **kwargs: Any) -> Any:
 
 
 def image_only(cls: type) -> type:
-    """``cls``, a transformers processor class, without its video processor (a subclass of the
-    same name whose sub-processors are the others; it loads and runs images and text as ``cls``)."""
+    """``cls``, a transformers processor class, without its video processor: a subclass of the same
+    name whose sub-processors are the others (it loads and runs images and text as ``cls``); its
+    video processor attribute is a stand-in that refuses videos."""
     kept = [name for name in cls.get_attributes() if "video" not in name]
-    return type(cls.__name__, (cls,), {"get_attributes": classmethod(lambda _: list(kept)),
-                                       "__module__": cls.__module__, "__doc__": cls.__doc__})
+    video = [name for name in cls.get_attributes() if "video" in name]
+
+    def from_dict(sub: type, processor_dict: dict[str, Any], **kwargs: Any) -> Any:
+        # the video processors load as None (SmolVLM's __init__ requires the argument)
+        return super(sub, sub).from_dict({**processor_dict, **dict.fromkeys(video)}, **kwargs)
+
+    namespace = {"from_dict": classmethod(from_dict), "get_attributes": classmethod(lambda _: list(kept)),
+                 "__module__": cls.__module__, "__doc__": cls.__doc__}
+    return type(cls.__name__, (cls,), namespace | {name: _NoVideoProcessor() for name in video})
+
+
+class _NoVideoProcessor:
+    """Stands in for a video processor that needs torchvision: its defaults read as unset (SmolVLM's
+    chat template reads them), a video refused in one line."""
+
+    num_frames = fps = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsupportedModelError("videos need the family's video processor, which needs torchvision; "
+                                    "install torchvision")
 
 
 def _processor_class(config: Any) -> Any:

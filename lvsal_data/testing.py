@@ -428,3 +428,29 @@ def tiny_internvl_processor(words: list[str], *, video: bool = True) -> Any:
 
     return InternVLProcessor(image_processor=images, tokenizer=tokenizer, video_processor=InternVLVideoProcessor(),
                              image_seq_length=4, chat_template=template)
+
+
+def tiny_smolvlm_processor(words: list[str], *, video: bool = True) -> Any:
+    """A real ``SmolVLMProcessor`` for :func:`tiny_smolvlm` (needs ``num2words``): any image becomes
+    one 32 x 32 view, ``<fake_token_around_image> <global-img>`` + 4 ``<image>`` +
+    ``<fake_token_around_image>``. ``video=False`` leaves out the video processor."""
+    from transformers import SmolVLMProcessor
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+
+    specials = {"<image>": VOCAB - 1, "<fake_token_around_image>": VOCAB - 2, "<global-img>": VOCAB - 3,
+                "<end_of_utterance>": VOCAB - 4, "<video>": VOCAB - 5, "User": VOCAB - 6, "Assistant": VOCAB - 7}
+    tokenizer = _word_tokenizer(words, specials, image_token="<image>", fake_image_token="<fake_token_around_image>",
+                                global_image_token="<global-img>", end_of_utterance_token="<end_of_utterance>",
+                                video_token="<video>")
+    images = SmolVLMImageProcessorPil(size={"longest_edge": 32}, max_image_size={"longest_edge": 32},
+                                      do_image_splitting=False)
+    template = ("{% for m in messages %}{{ m['role'] | capitalize }} : {% for c in m['content'] %}"
+                "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}{% endfor %}"
+                "<end_of_utterance> {% endfor %}{% if add_generation_prompt %}Assistant : {% endif %}")
+    if not video:
+        return image_only(SmolVLMProcessor)(image_processor=images, tokenizer=tokenizer, video_processor=None,
+                                            image_seq_len=4, chat_template=template)
+    from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+
+    return SmolVLMProcessor(image_processor=images, tokenizer=tokenizer, video_processor=SmolVLMVideoProcessor(),
+                            image_seq_len=4, chat_template=template)

@@ -137,7 +137,8 @@ def test_a_template_that_drops_the_system_message_is_refused(saved_llava) -> Non
 
 
 #: The video processor each family's full processor saves (it needs torchvision to load).
-VIDEO_PROCESSORS = {"qwen2_vl": "Qwen2VLVideoProcessor", "internvl": "InternVLVideoProcessor"}
+VIDEO_PROCESSORS = {"qwen2_vl": "Qwen2VLVideoProcessor", "internvl": "InternVLVideoProcessor",
+                    "smolvlm": "SmolVLMVideoProcessor"}
 
 
 @pytest.fixture(scope="module", params=sorted(VIDEO_PROCESSORS))
@@ -149,6 +150,8 @@ def saved_with_video(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
     from lvsal_data import testing
 
     family = request.param
+    if family == "smolvlm":
+        pytest.importorskip("num2words", reason="SmolVLM's processor needs num2words (a dependency: make install)")
     folder = tmp_path_factory.mktemp(f"tiny-{family}")
     getattr(testing, f"tiny_{family}")().model.save_pretrained(folder)
     processor = getattr(testing, f"tiny_{family}_processor")(WORDS, video=False)
@@ -166,13 +169,18 @@ def test_a_family_with_a_video_processor_loads_prepares_and_traces(saved_with_vi
 
     family, folder, tokenizer = saved_with_video
     lvlm = load_lvlm(str(folder), device="cpu")
-    assert hasattr(lvlm.processor, "video_processor") == is_torchvision_available()
+    assert ("video_processor" in lvlm.processor.get_attributes()) == is_torchvision_available()
+    if not is_torchvision_available():
+        with pytest.raises(UnsupportedModelError, match="install torchvision"):
+            lvlm.processor.video_processor([])
     prepared = lvlm.prepare(Image.new("RGB", (50, 40), "red"), "Please describe this image in detail.")
     tokens = tokenizer.convert_ids_to_tokens(prepared.inputs["input_ids"][0].tolist())
     first, placeholder, last = {"qwen2_vl": ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>"),
-                                "internvl": ("<img>", "<IMG_CONTEXT>", "</img>")}[family]
+                                "internvl": ("<img>", "<IMG_CONTEXT>", "</img>"),
+                                "smolvlm": ("<fake_token_around_image>", "<image>", "<fake_token_around_image>")}[family]
     image = tokens[slice(*prepared.spans.image)]  # the markers around the run belong to the image
-    assert image[0] == first and image[-1] == last and set(image[1:-1]) == {placeholder}
+    inner = image[2:-1] if family == "smolvlm" else image[1:-1]  # SmolVLM: <global-img> opens the run
+    assert image[0] == first and image[-1] == last and set(inner) == {placeholder}
     assert tokens[prepared.spans.instruction[0]] == "Please"
     trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, max_new_tokens=3, eos_token_ids=[])
     assert len(trace.tokens) == 3
