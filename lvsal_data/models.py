@@ -371,9 +371,7 @@ def load_processor(path: str, config: Any, **kwargs: Any) -> Any:
     from transformers.utils import is_torchvision_available
 
     cls = _processor_class(config)
-    if cls is None or is_torchvision_available():
-        return AutoProcessor.from_pretrained(path, **kwargs)
-    if not any("video" in name for name in cls.get_attributes()):
+    if cls is None or is_torchvision_available() or not any("video" in name for name in cls.get_attributes()):
         return AutoProcessor.from_pretrained(path, **kwargs)
     return image_only(cls).from_pretrained(path, **kwargs)
 
