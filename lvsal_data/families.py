@@ -34,12 +34,15 @@ class Family:
             widened over adjacent markers.
         system_prompt: The family's standard system prompt, sent unless the user chooses
             another (``--system-prompt``); None: the chat template's own default, if any.
+        prefix_lm: The prompt is read bidirectionally (PaliGemma): the engine runs it whole with
+            gradients instead of prefilling all but its last token.
     """
 
     name: str
     image_markers: tuple[str, ...] = ()
     marker_tokens: tuple[str, ...] = ()
     system_prompt: str | None = None
+    prefix_lm: bool = False
 
 
 #: model_type -> :class:`Family`.
@@ -64,6 +67,8 @@ for _type, _family in {
     "mistral3": Family("Mistral 3", marker_tokens=("[IMG_BREAK]", "[IMG_END]")),
     # <start_of_image><image>...<end_of_image>; sliding-window layers' rows sit at absolute columns
     "gemma3": Family("Gemma 3", image_markers=("boi_token_index", "eoi_token_index")),
+    # PaliGemma / PaliGemma 2: <image>... <bos> prompt \n, the whole prompt a bidirectional prefix
+    "paligemma": Family("PaliGemma", prefix_lm=True),
 }.items():
     FAMILIES.register(_type)(_family)
 

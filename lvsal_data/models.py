@@ -161,6 +161,9 @@ class LVLM:
         Raises:
             UnsupportedModelError: The chat template drops the system message.
         """
+        if getattr(self.processor, "chat_template", None) is None:
+            # PaliGemma: no template; its processor adds the image tokens and BOS to the raw prompt
+            return f"{system_prompt} {prompt}" if system_prompt else prompt
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         if system_prompt:
             messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system_prompt}]})
@@ -190,7 +193,8 @@ class LVLM:
         """
         text = self.chat_prompt(prompt, system_prompt)
         batch = self.processor(images=[image], text=[text], return_tensors="pt", **self._special_tokens([text]))
-        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()
+                  if k != "labels"}  # PaliGemma's processor adds training labels (all -100)
         if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         spans = find_spans(inputs["input_ids"], self.model.config, markers=self.markers)
@@ -224,7 +228,8 @@ class LVLM:
             tokenizer.pad_token = tokenizer.eos_token
         batch = self.processor(images=list(images), text=texts, return_tensors="pt", padding=True,
                                padding_side="left", **self._special_tokens(texts))
-        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()
+                  if k != "labels"}  # PaliGemma's processor adds training labels (all -100)
         if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         mask = inputs.get("attention_mask")

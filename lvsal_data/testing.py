@@ -50,15 +50,30 @@ class TinyLVLM:
             batch["mm_token_type_ids"] = (ids == self.image_token_id).int()
         if self.family in _TOKEN_TYPES:
             batch["token_type_ids"] = (ids == self.image_token_id).long()
+        if self.family in _PREFIX_LM:  # 0: the bidirectional prefix (the prompt), 1: the causal answer
+            batch["token_type_ids"] = (torch.arange(ids.shape[1]) >= ids.shape[1] - n_answer).long()[None]
         dtype = next(self.model.parameters()).dtype
         batch = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
         return batch, spans
+
+    def with_answer(self, inputs: dict[str, torch.Tensor], tokens: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Batch-1 ``inputs`` followed by the answer ``tokens``, each per-token input extended as
+        the family marks answer text (teacher forcing)."""
+        n = len(tokens)
+        out = dict(inputs, input_ids=torch.cat([inputs["input_ids"], torch.tensor([list(tokens)])], dim=1))
+        fill = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": int(self.family in _PREFIX_LM)}
+        for key, value in fill.items():
+            if key in inputs:
+                out[key] = torch.cat([inputs[key], torch.full((1, n), value, dtype=inputs[key].dtype)], dim=1)
+        return out
 
 
 #: Families whose M-RoPE reads which tokens are image ones from ``mm_token_type_ids`` (1: image).
 _MM_TOKEN_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 #: Families whose mask reads image blocks (attended bidirectionally) from ``token_type_ids``.
 _TOKEN_TYPES = ("gemma3",)
+#: Families whose prompt is a bidirectional prefix, told apart from the answer by ``token_type_ids``.
+_PREFIX_LM = ("paligemma",)
 
 #: Inputs with one entry per token (``(batch, seq)``): left-padded when prompts are stacked.
 _PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
@@ -316,6 +331,24 @@ def tiny_gemma3(*, seed: int = 3) -> TinyLVLM:
     return TinyLVLM(model, "gemma3", 4, pixels)
 
 
+def tiny_paligemma(*, seed: int = 2) -> TinyLVLM:
+    """A tiny PaliGemma 2 (``PaliGemmaForConditionalGeneration``: SigLIP tower, Gemma 2 text model
+    with attention soft-capping): the prompt is a bidirectional prefix (``token_type_ids`` 0), the
+    answer causal (1). Seed 2: lower seeds greedily repeat one token."""
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=28, patch_size=14, projection_dim=64)
+    text = dict(_text(num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, attn_logit_softcapping=2.0,
+                      final_logit_softcapping=None), model_type="gemma2")
+    config = PaliGemmaConfig(text_config=text, vision_config=vision, image_token_index=VOCAB - 1, projection_dim=64)
+    config._attn_implementation = "eager"
+    model = _finish(PaliGemmaForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 3, 28, 28, generator=g)}  # noqa: E731
+    return TinyLVLM(model, "paligemma", 4, pixels)
+
+
 def _count_image_tokens(model: Any, pixels: Callable[[torch.Generator], dict[str, torch.Tensor]]) -> int:
     """How many image features (so placeholder tokens) the model makes of one image."""
     with torch.no_grad():
@@ -337,6 +370,7 @@ BUILDERS: dict[str, Callable[..., TinyLVLM]] = {
     "smolvlm": tiny_smolvlm,
     "mistral3": tiny_mistral3,
     "gemma3": tiny_gemma3,
+    "paligemma": tiny_paligemma,
 }
 
 
@@ -368,14 +402,17 @@ def _word_tokenizer(words: list[str], specials: dict[str, int], **named: str) ->
     """A word-level fast tokenizer: ``specials`` at the given ids (the tiny config's), matched whole
     and never split, ``words`` at the free ids below :data:`VOCAB`; ``named`` become the tokenizer's
     named special tokens (``image_token="<image>"``...)."""
-    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+    from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     base = {"<pad>": 0, "<s>": 1, "</s>": 2} | specials
     free = iter(i for i in range(VOCAB) if i not in base.values())
     vocab = base | {w: next(free) for w in dict.fromkeys(words) if w not in base}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    # <special> tokens, words and punctuation are pieces even unspaced (a reloaded tokenizer that a
+    # processor grew, PaliGemma's, no longer matches its added tokens first)
+    pieces = pre_tokenizers.Split(Regex(r"<[^<>\s]+>|\[[A-Z_]+\]|\w+|[^\w\s]"), behavior="isolated")
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pieces, pre_tokenizers.WhitespaceSplit()])
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in base])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    unk_token="<pad>", extra_special_tokens=named)
@@ -454,3 +491,15 @@ def tiny_smolvlm_processor(words: list[str], *, video: bool = True) -> Any:
 
     return SmolVLMProcessor(image_processor=images, tokenizer=tokenizer, video_processor=SmolVLMVideoProcessor(),
                             image_seq_len=4, chat_template=template)
+
+
+def tiny_paligemma_processor(words: list[str]) -> Any:
+    """A real ``PaliGemmaProcessor`` for :func:`tiny_paligemma` (no chat template, as on the Hub):
+    ``<image>`` x 4, ``<s>``, the prompt, a newline."""
+    from transformers import PaliGemmaProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    tokenizer = _word_tokenizer(words, {"<image>": VOCAB - 1}, image_token="<image>")
+    images = SiglipImageProcessorPil(size={"height": 28, "width": 28})
+    images.image_seq_length = 4
+    return PaliGemmaProcessor(image_processor=images, tokenizer=tokenizer)

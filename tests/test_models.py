@@ -203,3 +203,23 @@ def test_a_template_that_opens_with_bos_gets_no_second_one(saved_llava) -> None:
                 lvlm.prepare_batch([image, image], ["Please describe this image .", "a dog"]).inputs["input_ids"][1]):
         ids = ids[ids != tokenizer.pad_token_id]
         assert ids[0] == bos and ids[1] != bos  # the template's BOS alone
+
+
+def test_paligemma_takes_the_raw_prompt_and_traces_its_prefix(tmp_path) -> None:
+    """PaliGemma has no chat template: the processor gets the raw prompt (and adds the image
+    tokens and BOS); the prompt is a bidirectional prefix (token types 0), traced as one."""
+    from lvsal_data.saliency import SaliencyEngine
+    from lvsal_data.testing import tiny_paligemma, tiny_paligemma_processor
+
+    tiny_paligemma().model.save_pretrained(tmp_path)
+    tiny_paligemma_processor(WORDS).save_pretrained(tmp_path)
+    lvlm = load_lvlm(str(tmp_path), device="cpu")
+    prepared = lvlm.prepare(Image.new("RGB", (50, 40), "red"), "Please describe this image in detail.")
+    assert prepared.text == "Please describe this image in detail."
+    ids = prepared.inputs["input_ids"][0].tolist()
+    assert prepared.spans.image == (0, 4) and ids[:4] == [lvlm.model.config.image_token_index] * 4
+    assert ids[4] == lvlm.tokenizer.bos_token_id and ids[5] == lvlm.tokenizer.convert_tokens_to_ids("Please")
+    assert not prepared.inputs["token_type_ids"].any() and SaliencyEngine(lvlm.model).prefix_lm
+    assert "labels" not in prepared.inputs  # the processor's training labels are no model input here
+    trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, max_new_tokens=3, eos_token_ids=[])
+    assert len(trace.tokens) == 3
