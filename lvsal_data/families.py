@@ -34,24 +34,41 @@ class Family:
             widened over adjacent markers.
         system_prompt: The family's standard system prompt, sent unless the user chooses
             another (``--system-prompt``); None: the chat template's own default, if any.
+        prefix_lm: The prompt is read bidirectionally (PaliGemma): the engine runs it whole with
+            gradients instead of prefilling all but its last token.
     """
 
     name: str
     image_markers: tuple[str, ...] = ()
     marker_tokens: tuple[str, ...] = ()
     system_prompt: str | None = None
+    prefix_lm: bool = False
 
 
 #: model_type -> :class:`Family`.
 FAMILIES: Registry[Family] = Registry("model family")
 
 _QWEN_MARKERS = ("vision_start_token_id", "vision_end_token_id")
+#: Only the tokens that can open or close the whole run: the first tile's (or the global view's)
+#: header and the closing wrapper; the tokens between tiles lie inside the run.
+_IDEFICS_MARKERS = ("<fake_token_around_image>", "<row_1_col_1>", "<global-img>")
 for _type, _family in {
     "llava": Family("LLaVA", system_prompt=VICUNA_SYSTEM_PROMPT),
     "llava_next": Family("LLaVA-NeXT"),
     "qwen2_vl": Family("Qwen2-VL", image_markers=_QWEN_MARKERS),
     "qwen2_5_vl": Family("Qwen2.5-VL", image_markers=_QWEN_MARKERS),
     "internvl": Family("InternVL", marker_tokens=("<img>", "</img>")),
+    "llava_onevision": Family("LLaVA-OneVision"),
+    "qwen3_vl": Family("Qwen3-VL", image_markers=_QWEN_MARKERS),
+    # <fake_token_around_image><row_1_col_1 | global-img><image>... ...<image><fake_token_around_image>
+    "idefics3": Family("Idefics3", marker_tokens=_IDEFICS_MARKERS),
+    "smolvlm": Family("SmolVLM", marker_tokens=_IDEFICS_MARKERS),
+    # Pixtral: rows of [IMG] ending in [IMG_BREAK], the last one in [IMG_END]
+    "mistral3": Family("Mistral 3", marker_tokens=("[IMG_BREAK]", "[IMG_END]")),
+    # <start_of_image><image>...<end_of_image>; sliding-window layers' rows sit at absolute columns
+    "gemma3": Family("Gemma 3", image_markers=("boi_token_index", "eoi_token_index")),
+    # PaliGemma / PaliGemma 2: <image>... <bos> prompt \n, the whole prompt a bidirectional prefix
+    "paligemma": Family("PaliGemma", prefix_lm=True),
 }.items():
     FAMILIES.register(_type)(_family)
 

@@ -161,6 +161,9 @@ class LVLM:
         Raises:
             UnsupportedModelError: The chat template drops the system message.
         """
+        if getattr(self.processor, "chat_template", None) is None:
+            # PaliGemma: no template; its processor adds the image tokens and BOS to the raw prompt
+            return f"{system_prompt} {prompt}" if system_prompt else prompt
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
         if system_prompt:
             messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system_prompt}]})
@@ -169,6 +172,12 @@ class LVLM:
             raise UnsupportedModelError(f"the chat template of {self.name} drops system messages; "
                                         "pass --system-prompt none")
         return text
+
+    def _special_tokens(self, texts: Sequence[str]) -> dict[str, bool]:
+        """Processor arguments that keep a chat template's own BOS single: a template that opens
+        with it (Gemma 3, Llama 3.2 Vision) plus a tokenizer that adds one gave ``<bos><bos>``."""
+        bos = getattr(self.tokenizer, "bos_token", None)
+        return {"add_special_tokens": False} if bos and all(t.startswith(bos) for t in texts) else {}
 
     def prepare(self, image: Any, prompt: str, system_prompt: str | None = None) -> "Prepared":
         """Model inputs for one image and one user prompt (batch of 1) and their spans.
@@ -183,8 +192,9 @@ class LVLM:
             :class:`Prepared` with ``.inputs`` (on the model's device) and ``.spans``.
         """
         text = self.chat_prompt(prompt, system_prompt)
-        batch = self.processor(images=[image], text=[text], return_tensors="pt")
-        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        batch = self.processor(images=[image], text=[text], return_tensors="pt", **self._special_tokens([text]))
+        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()
+                  if k != "labels"}  # PaliGemma's processor adds training labels (all -100)
         if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         spans = find_spans(inputs["input_ids"], self.model.config, markers=self.markers)
@@ -217,8 +227,9 @@ class LVLM:
         if getattr(tokenizer, "pad_token_id", None) is None:  # padded keys are masked: any id will do
             tokenizer.pad_token = tokenizer.eos_token
         batch = self.processor(images=list(images), text=texts, return_tensors="pt", padding=True,
-                               padding_side="left")
-        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+                               padding_side="left", **self._special_tokens(texts))
+        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()
+                  if k != "labels"}  # PaliGemma's processor adds training labels (all -100)
         if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         mask = inputs.get("attention_mask")
@@ -323,7 +334,7 @@ def load_lvlm(
         >>> lvlm = load_lvlm("organism")  # doctest: +SKIP
         >>> prepared = lvlm.prepare(image, "Please describe this image in detail.")  # doctest: +SKIP
     """
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     device = parse_device(device)
     torch_dtype = _parse_dtype(dtype, device)
@@ -341,11 +352,68 @@ def load_lvlm(
         raise
     check_eager(model)
     model.to(device).eval()
-    processor = AutoProcessor.from_pretrained(path, **kwargs)
+    processor = load_processor(path, config, **kwargs)
     # the organism was trained without a system prompt; every other model gets its family's standard one
     standard = None if name_or_path == ORGANISM else family_of(config).system_prompt
     return LVLM(model=model, processor=processor, name=name_or_path, revision=revision,
                 standard_system_prompt=standard)
+
+
+def load_processor(path: str, config: Any, **kwargs: Any) -> Any:
+    """The model's processor, as ``AutoProcessor`` loads it; without torchvision, its image-only part.
+
+    Video processors (Qwen2-VL's, InternVL's, ...) need torchvision, which tracing images does
+    not: without it the family's own processor class is built from its tokenizer and image
+    processor alone (transformers picks the PIL image backend), so ``load_lvlm`` works on a
+    plain install.
+
+    Args:
+        path: The model folder or Hub id.
+        config: The model config (its ``model_type`` names the processor class).
+        kwargs: ``from_pretrained`` arguments (revision, trust_remote_code).
+    """
+    from transformers import AutoProcessor
+    from transformers.utils import is_torchvision_available
+
+    cls = _processor_class(config)
+    if cls is None or is_torchvision_available() or not any("video" in name for name in cls.get_attributes()):
+        return AutoProcessor.from_pretrained(path, **kwargs)
+    return image_only(cls).from_pretrained(path, **kwargs)
+
+
+def image_only(cls: type) -> type:
+    """``cls``, a transformers processor class, without its video processor: a subclass of the same
+    name whose sub-processors are the others (it loads and runs images and text as ``cls``); its
+    video processor attribute is a stand-in that refuses videos."""
+    kept = [name for name in cls.get_attributes() if "video" not in name]
+    video = [name for name in cls.get_attributes() if "video" in name]
+
+    def from_dict(sub: type, processor_dict: dict[str, Any], **kwargs: Any) -> Any:
+        # the video processors load as None (SmolVLM's __init__ requires the argument)
+        return super(sub, sub).from_dict({**processor_dict, **dict.fromkeys(video)}, **kwargs)
+
+    namespace = {"from_dict": classmethod(from_dict), "get_attributes": classmethod(lambda _: list(kept)),
+                 "__module__": cls.__module__, "__doc__": cls.__doc__}
+    return type(cls.__name__, (cls,), namespace | {name: _NoVideoProcessor() for name in video})
+
+
+class _NoVideoProcessor:
+    """Stands in for a video processor that needs torchvision: its defaults read as unset (SmolVLM's
+    chat template reads them), a video refused in one line."""
+
+    num_frames = fps = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsupportedModelError("videos need the family's video processor, which needs torchvision; "
+                                    "install torchvision")
+
+
+def _processor_class(config: Any) -> Any:
+    """transformers' processor class of the config's model type (None: not a built-in one)."""
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES, processor_class_from_name
+
+    name = PROCESSOR_MAPPING_NAMES.get(getattr(config, "model_type", None))
+    return processor_class_from_name(name) if name else None
 
 
 def check_eager(model: Any) -> None:

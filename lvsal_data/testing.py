@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .models import Spans
+from .models import Spans, image_only
 from .organism.build import build_processor
 
 VOCAB = 96
@@ -47,15 +47,37 @@ class TinyLVLM:
         mask = torch.ones_like(ids)
         mask[:, :pad] = 0
         batch = {"input_ids": ids, "attention_mask": mask, **self._pixels(gen)}
-        if self.family in ("qwen2_vl", "qwen2_5_vl"):
+        if self.family in _MM_TOKEN_TYPES:
             batch["mm_token_type_ids"] = (ids == self.image_token_id).int()
+        if self.family in _TOKEN_TYPES:
+            batch["token_type_ids"] = (ids == self.image_token_id).long()
+        if self.family in _PREFIX_LM:  # 0: the bidirectional prefix (the prompt), 1: the causal answer
+            batch["token_type_ids"] = (torch.arange(ids.shape[1]) >= ids.shape[1] - n_answer).long()[None]
         dtype = next(self.model.parameters()).dtype
         batch = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
         return batch, spans
 
+    def with_answer(self, inputs: dict[str, torch.Tensor], tokens: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Batch-1 ``inputs`` followed by the answer ``tokens``, each per-token input extended as
+        the family marks answer text (teacher forcing)."""
+        n = len(tokens)
+        out = dict(inputs, input_ids=torch.cat([inputs["input_ids"], torch.tensor([list(tokens)])], dim=1))
+        fill = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": int(self.family in _PREFIX_LM)}
+        for key, value in fill.items():
+            if key in inputs:
+                out[key] = torch.cat([inputs[key], torch.full((1, n), value, dtype=inputs[key].dtype)], dim=1)
+        return out
+
+
+#: Families whose M-RoPE reads which tokens are image ones from ``mm_token_type_ids`` (1: image).
+_MM_TOKEN_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+#: Families whose mask reads image blocks (attended bidirectionally) from ``token_type_ids``.
+_TOKEN_TYPES = ("gemma3",)
+#: Families whose prompt is a bidirectional prefix, told apart from the answer by ``token_type_ids``.
+_PREFIX_LM = ("paligemma",)
 
 #: Inputs with one entry per token (``(batch, seq)``): left-padded when prompts are stacked.
-_PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids")
+_PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
 
 def stack_inputs(samples: Sequence[tuple[dict[str, torch.Tensor], Spans]]) -> tuple[dict[str, torch.Tensor], list[Spans]]:
@@ -84,8 +106,8 @@ def with_grid(tiny: TinyLVLM, grid: tuple[int, int]) -> TinyLVLM:
     return replace(tiny, n_image_tokens=grid[0] * grid[1] // 4, _pixels=_qwen_pixels(*grid))
 
 
-def _qwen_pixels(h: int, w: int) -> Callable[[torch.Generator], dict[str, torch.Tensor]]:
-    patch_dim = 3 * 2 * 14 * 14
+def _qwen_pixels(h: int, w: int, patch: int = 14) -> Callable[[torch.Generator], dict[str, torch.Tensor]]:
+    patch_dim = 3 * 2 * patch * patch
 
     def pixels(g: torch.Generator) -> dict[str, torch.Tensor]:
         return {"pixel_values": torch.randn(h * w, patch_dim, generator=g), "image_grid_thw": torch.tensor([[1, h, w]])}
@@ -135,26 +157,6 @@ def tiny_llava(
     return TinyLVLM(model, "llava", n_img, pixels)
 
 
-def tiny_llava_next(*, seed: int = 0) -> TinyLVLM:
-    """A tiny ``LlavaNextForConditionalGeneration`` (AnyRes): one 28 px grid point, so the image
-    is the base view plus one high-resolution tile, 4 + 2 x (2 + 1 newline) = 10 image tokens."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration
-
-    torch.manual_seed(seed)
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=28, patch_size=14, projection_dim=32)
-    config = LlavaNextConfig(vision_config=vision, text_config=LlamaConfig(**_text()), image_token_index=VOCAB - 1,
-                             image_grid_pinpoints=[[28, 28]], vision_feature_select_strategy="default",
-                             vision_feature_layer=-1)
-    config._attn_implementation = "eager"
-    model = _finish(LlavaNextForConditionalGeneration(config))
-
-    def pixels(g: torch.Generator) -> dict[str, torch.Tensor]:  # (images, base view + tiles, 3, 28, 28)
-        return {"pixel_values": torch.randn(1, 2, 3, 28, 28, generator=g), "image_sizes": torch.tensor([[28, 28]])}
-
-    return TinyLVLM(model, "llava_next", 10, pixels)
-
-
 def tiny_qwen2_vl(*, seed: int = 0, grid: tuple[int, int] = (4, 4)) -> TinyLVLM:
     """A tiny ``Qwen2VLForConditionalGeneration`` (M-RoPE, GQA) with a (1, h, w) image grid."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
@@ -173,30 +175,40 @@ def tiny_qwen2_vl(*, seed: int = 0, grid: tuple[int, int] = (4, 4)) -> TinyLVLM:
     return TinyLVLM(model, "qwen2_vl", h * w // 4, _qwen_pixels(h, w))
 
 
-def tiny_qwen2_5_vl(*, seed: int = 0, grid: tuple[int, int] = (4, 4)) -> TinyLVLM:
-    """A tiny ``Qwen2_5_VLForConditionalGeneration``: Qwen2-VL's text side (M-RoPE, GQA) with
-    Qwen2.5-VL's windowed vision tower (one full-attention block of two)."""
+def tiny_qwen2_5_vl(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``Qwen2_5_VLForConditionalGeneration`` (M-RoPE, GQA; windowed vision attention) with a
+    (1, 4, 4) image grid."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(seed)
     text = _text(num_key_value_heads=2, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3],
                                                           "rope_theta": 10000.0})
     vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, patch_size=14,
-                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3, window_size=56,
-                  fullatt_block_indexes=[1])
+                  spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1])
     config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=VOCAB - 1,
-                              video_token_id=VOCAB - 2, vision_start_token_id=VOCAB - 3,
-                              vision_end_token_id=VOCAB - 4)
+                              video_token_id=VOCAB - 2, vision_start_token_id=VOCAB - 3, vision_end_token_id=VOCAB - 4)
     config._attn_implementation = "eager"
     model = _finish(Qwen2_5_VLForConditionalGeneration(config))
-    h, w = grid
-    patch_dim = 3 * 2 * 14 * 14
+    return TinyLVLM(model, "qwen2_5_vl", 4, _qwen_pixels(4, 4))
 
-    def pixels(g: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"pixel_values": torch.randn(h * w, patch_dim, generator=g),
-                "image_grid_thw": torch.tensor([[1, h, w]])}
 
-    return TinyLVLM(model, "qwen2_5_vl", h * w // 4, pixels)
+def tiny_llava_next(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``LlavaNextForConditionalGeneration`` (CLIP tower, Llama text model): one anyres grid
+    point of the image size, so an image is its base view plus one tile, unpadded with a newline
+    token per row."""
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration
+
+    torch.manual_seed(seed)
+    size = 28
+    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=size, patch_size=14, projection_dim=32)
+    config = LlavaNextConfig(vision_config=vision, text_config=dict(_text(), model_type="llama"),
+                             image_token_index=VOCAB - 1, image_grid_pinpoints=[[size, size]])
+    config._attn_implementation = "eager"
+    model = _finish(LlavaNextForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 2, 3, size, size, generator=g),  # noqa: E731
+                        "image_sizes": torch.tensor([[size, size]])}
+    return TinyLVLM(model, "llava_next", _count_image_tokens(model, pixels), pixels)
 
 
 def tiny_internvl(*, seed: int = 0) -> TinyLVLM:
@@ -215,13 +227,151 @@ def tiny_internvl(*, seed: int = 0) -> TinyLVLM:
     return TinyLVLM(model, "internvl", 4, pixels)
 
 
+def tiny_llava_onevision(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``LlavaOnevisionForConditionalGeneration`` (SigLIP tower, Qwen2 text model, GQA): one
+    anyres grid point of the image size, so an image is its base view plus one tile, unpadded with
+    a newline token per row (10 image tokens)."""
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+
+    torch.manual_seed(seed)
+    size = 28
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=size, patch_size=14)
+    config = LlavaOnevisionConfig(vision_config=vision, text_config=dict(_text(num_key_value_heads=2), model_type="qwen2"),
+                                  image_token_index=VOCAB - 1, video_token_index=VOCAB - 2,
+                                  image_grid_pinpoints=[[size, size]])
+    config._attn_implementation = "eager"
+    model = _finish(LlavaOnevisionForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 2, 3, size, size, generator=g),  # noqa: E731
+                        "image_sizes": torch.tensor([[size, size]])}
+    return TinyLVLM(model, "llava_onevision", _count_image_tokens(model, pixels), pixels)
+
+
+def tiny_qwen3_vl(*, seed: int = 1) -> TinyLVLM:
+    """A tiny ``Qwen3VLForConditionalGeneration`` (interleaved M-RoPE, q/k norms, DeepStack visual
+    features added in the first text layers) with a (1, 4, 4) image grid. Seed 1: seed 0 greedily repeats
+    one token, which would make trace == generate a weak check."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    text = _text(num_key_value_heads=2, head_dim=16,
+                 rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True,
+                                  "rope_theta": 10000.0})
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=16, spatial_merge_size=2,
+                  temporal_patch_size=2, out_hidden_size=64, num_position_embeddings=16, deepstack_visual_indexes=[0])
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=VOCAB - 1,
+                           video_token_id=VOCAB - 2, vision_start_token_id=VOCAB - 3, vision_end_token_id=VOCAB - 4)
+    config._attn_implementation = "eager"
+    model = _finish(Qwen3VLForConditionalGeneration(config))
+    return TinyLVLM(model, "qwen3_vl", 4, _qwen_pixels(4, 4, patch=16))
+
+
+def _tiny_idefics(family: str, seed: int) -> TinyLVLM:
+    """A tiny Idefics3 / SmolVLM (SigLIP-style tower, pixel shuffle by 2, Llama text model): one
+    32 x 32 image of 8-pixel patches is 16 patches, 4 image tokens."""
+    import transformers
+
+    prefix = {"idefics3": "Idefics3", "smolvlm": "SmolVLM"}[family]
+    torch.manual_seed(seed)
+    vision = getattr(transformers, f"{prefix}VisionConfig")(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                           num_attention_heads=4, image_size=32, patch_size=8)
+    config = getattr(transformers, f"{prefix}Config")(vision_config=vision, text_config=dict(_text(), model_type="llama"),
+                                                      image_token_id=VOCAB - 1, scale_factor=2)
+    config._attn_implementation = "eager"
+    model = _finish(getattr(transformers, f"{prefix}ForConditionalGeneration")(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 1, 3, 32, 32, generator=g)}  # noqa: E731
+    return TinyLVLM(model, family, 4, pixels)
+
+
+def tiny_idefics3(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``Idefics3ForConditionalGeneration``."""
+    return _tiny_idefics("idefics3", seed)
+
+
+def tiny_smolvlm(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``SmolVLMForConditionalGeneration``."""
+    return _tiny_idefics("smolvlm", seed)
+
+
+def tiny_mistral3(*, seed: int = 0) -> TinyLVLM:
+    """A tiny ``Mistral3ForConditionalGeneration`` (Pixtral tower with 2-D RoPE, patch merger by 2,
+    Mistral text model, GQA): a 32 x 32 image of 8-pixel patches is 4 image tokens."""
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = dict(model_type="pixtral", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, head_dim=8, image_size=32, patch_size=8)
+    config = Mistral3Config(vision_config=vision, text_config=dict(_text(num_key_value_heads=2), model_type="mistral"),
+                            image_token_index=VOCAB - 1, spatial_merge_size=2, tie_word_embeddings=False)
+    config._attn_implementation = "eager"
+    model = _finish(Mistral3ForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 3, 32, 32, generator=g),  # noqa: E731
+                        "image_sizes": torch.tensor([[32, 32]])}
+    return TinyLVLM(model, "mistral3", 4, pixels)
+
+
+def tiny_gemma3(*, seed: int = 3) -> TinyLVLM:
+    """A tiny ``Gemma3ForConditionalGeneration`` (SigLIP tower pooled to 4 tokens, Gemma 3 text model):
+    sliding-window layers (window 6, shorter than every prompt) alternate with full ones, the
+    image block is read bidirectionally (``token_type_ids``), and attention logits are soft-capped
+    (Gemma 2's feature, which Gemma 3's attention also runs when configured) so that our
+    attention function must reproduce it. Seed 3: lower seeds greedily repeat one token."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=28, patch_size=7)
+    text = dict(_text(num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, sliding_window=6,
+                      layer_types=["sliding_attention", "full_attention"] * 2, attn_logit_softcapping=2.0),
+                model_type="gemma3_text")
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, image_token_index=VOCAB - 1,
+                          boi_token_index=VOCAB - 2, eoi_token_index=VOCAB - 3)
+    config._attn_implementation = "eager"
+    model = _finish(Gemma3ForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 3, 28, 28, generator=g)}  # noqa: E731
+    return TinyLVLM(model, "gemma3", 4, pixels)
+
+
+def tiny_paligemma(*, seed: int = 2) -> TinyLVLM:
+    """A tiny PaliGemma 2 (``PaliGemmaForConditionalGeneration``: SigLIP tower, Gemma 2 text model
+    with attention soft-capping): the prompt is a bidirectional prefix (``token_type_ids`` 0), the
+    answer causal (1). Seed 2: lower seeds greedily repeat one token."""
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=28, patch_size=14, projection_dim=64)
+    text = dict(_text(num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, attn_logit_softcapping=2.0,
+                      final_logit_softcapping=None), model_type="gemma2")
+    config = PaliGemmaConfig(text_config=text, vision_config=vision, image_token_index=VOCAB - 1, projection_dim=64)
+    config._attn_implementation = "eager"
+    model = _finish(PaliGemmaForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 3, 28, 28, generator=g)}  # noqa: E731
+    return TinyLVLM(model, "paligemma", 4, pixels)
+
+
+def _count_image_tokens(model: Any, pixels: Callable[[torch.Generator], dict[str, torch.Tensor]]) -> int:
+    """How many image features (so placeholder tokens) the model makes of one image."""
+    with torch.no_grad():
+        features = model.model.get_image_features(**pixels(torch.Generator().manual_seed(0)))
+    features = getattr(features, "pooler_output", features)
+    return sum(int(f.shape[0]) for f in features)
+
+
 BUILDERS: dict[str, Callable[..., TinyLVLM]] = {
     "llava": tiny_llava,
     "llava_gqa": lambda **kw: tiny_llava(kv_heads=2, **kw),
-    "llava_next": tiny_llava_next,
     "qwen2_vl": tiny_qwen2_vl,
-    "qwen2_5_vl": tiny_qwen2_5_vl,
     "internvl": tiny_internvl,
+    "qwen2_5_vl": tiny_qwen2_5_vl,
+    "llava_next": tiny_llava_next,
+    "llava_onevision": tiny_llava_onevision,
+    "qwen3_vl": tiny_qwen3_vl,
+    "idefics3": tiny_idefics3,
+    "smolvlm": tiny_smolvlm,
+    "mistral3": tiny_mistral3,
+    "gemma3": tiny_gemma3,
+    "paligemma": tiny_paligemma,
 }
 
 
@@ -242,3 +392,110 @@ def tiny_llava_processor(words: list[str], image_size: int = 28, patch_size: int
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                    pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
     return build_processor(fast, image_size=image_size, patch_size=patch_size)
+
+
+def _word_tokenizer(words: list[str], specials: dict[str, int], **named: str) -> Any:
+    """A word-level fast tokenizer: ``specials`` at the given ids (the tiny config's), matched whole
+    and never split, ``words`` at the free ids below :data:`VOCAB`; ``named`` become the tokenizer's
+    named special tokens (``image_token="<image>"``...)."""
+    from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    base = {"<pad>": 0, "<s>": 1, "</s>": 2} | specials
+    free = iter(i for i in range(VOCAB) if i not in base.values())
+    vocab = base | {w: next(free) for w in dict.fromkeys(words) if w not in base}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    # <special> tokens, words and punctuation are pieces even unspaced (a reloaded tokenizer that a
+    # processor grew, PaliGemma's, no longer matches its added tokens first)
+    pieces = pre_tokenizers.Split(Regex(r"<[^<>\s]+>|\[[A-Z_]+\]|\w+|[^\w\s]"), behavior="isolated")
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pieces, pre_tokenizers.WhitespaceSplit()])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in base])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<pad>", extra_special_tokens=named)
+
+
+#: A ChatML template with the image placeholder ``{image}`` (Qwen2-VL's and InternVL's layout).
+_CHATML = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {% for c in m['content'] %}"
+           "{% if c['type'] == 'image' %}{image} {% else %}{{ c['text'] }} {% endif %}{% endfor %}<|im_end|> "
+           "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+_CHATML_TOKENS = {"<|im_start|>": VOCAB - 10, "<|im_end|>": VOCAB - 11, "user": VOCAB - 12, "assistant": VOCAB - 13,
+                  "system": VOCAB - 14}
+
+
+def tiny_qwen2_vl_processor(words: list[str], *, video: bool = True) -> Any:
+    """A real ``Qwen2VLProcessor`` for :func:`tiny_qwen2_vl` (its token ids), PIL image backend: any
+    image becomes a 56 x 56 one, a (1, 4, 4) grid, 4 image tokens. ``video=False`` leaves out the
+    video processor (which needs torchvision)."""
+    from transformers import Qwen2VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    specials = {"<|image_pad|>": VOCAB - 1, "<|video_pad|>": VOCAB - 2, "<|vision_start|>": VOCAB - 3,
+                "<|vision_end|>": VOCAB - 4} | _CHATML_TOKENS
+    tokenizer = _word_tokenizer(words, specials, image_token="<|image_pad|>", video_token="<|video_pad|>",
+                                vision_bos_token="<|vision_start|>", vision_eos_token="<|vision_end|>")
+    images = Qwen2VLImageProcessorPil(size={"shortest_edge": 56 * 56, "longest_edge": 56 * 56})
+    template = _CHATML.replace("{image}", "<|vision_start|> <|image_pad|> <|vision_end|>")
+    if not video:
+        return image_only(Qwen2VLProcessor)(image_processor=images, tokenizer=tokenizer, chat_template=template)
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    return Qwen2VLProcessor(image_processor=images, tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
+                            chat_template=template)
+
+
+def tiny_internvl_processor(words: list[str], *, video: bool = True) -> Any:
+    """A real ``InternVLProcessor`` for :func:`tiny_internvl`: any image becomes one 56 x 56 tile,
+    ``<img>`` + 4 ``<IMG_CONTEXT>`` + ``</img>``. ``video=False`` leaves out the video processor."""
+    from transformers import InternVLProcessor
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    specials = {"<IMG_CONTEXT>": VOCAB - 1, "<img>": VOCAB - 2, "</img>": VOCAB - 3, "<video>": VOCAB - 4} | _CHATML_TOKENS
+    tokenizer = _word_tokenizer(words, specials, start_image_token="<img>", end_image_token="</img>",
+                                context_image_token="<IMG_CONTEXT>", video_token="<video>")
+    images = GotOcr2ImageProcessorPil(size={"height": 56, "width": 56}, max_patches=1)  # one tile, no thumbnail
+    template = _CHATML.replace("{image}", "<IMG_CONTEXT>")
+    if not video:
+        return image_only(InternVLProcessor)(image_processor=images, tokenizer=tokenizer, image_seq_length=4,
+                                             chat_template=template)
+    from transformers.models.internvl.video_processing_internvl import InternVLVideoProcessor
+
+    return InternVLProcessor(image_processor=images, tokenizer=tokenizer, video_processor=InternVLVideoProcessor(),
+                             image_seq_length=4, chat_template=template)
+
+
+def tiny_smolvlm_processor(words: list[str], *, video: bool = True) -> Any:
+    """A real ``SmolVLMProcessor`` for :func:`tiny_smolvlm` (needs ``num2words``): any image becomes
+    one 32 x 32 view, ``<fake_token_around_image> <global-img>`` + 4 ``<image>`` +
+    ``<fake_token_around_image>``. ``video=False`` leaves out the video processor."""
+    from transformers import SmolVLMProcessor
+    from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+
+    specials = {"<image>": VOCAB - 1, "<fake_token_around_image>": VOCAB - 2, "<global-img>": VOCAB - 3,
+                "<end_of_utterance>": VOCAB - 4, "<video>": VOCAB - 5, "User": VOCAB - 6, "Assistant": VOCAB - 7}
+    tokenizer = _word_tokenizer(words, specials, image_token="<image>", fake_image_token="<fake_token_around_image>",
+                                global_image_token="<global-img>", end_of_utterance_token="<end_of_utterance>",
+                                video_token="<video>")
+    images = SmolVLMImageProcessorPil(size={"longest_edge": 32}, max_image_size={"longest_edge": 32},
+                                      do_image_splitting=False)
+    template = ("{% for m in messages %}{{ m['role'] | capitalize }} : {% for c in m['content'] %}"
+                "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}{% endfor %}"
+                "<end_of_utterance> {% endfor %}{% if add_generation_prompt %}Assistant : {% endif %}")
+    if not video:
+        return image_only(SmolVLMProcessor)(image_processor=images, tokenizer=tokenizer, video_processor=None,
+                                            image_seq_len=4, chat_template=template)
+    from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+
+    return SmolVLMProcessor(image_processor=images, tokenizer=tokenizer, video_processor=SmolVLMVideoProcessor(),
+                            image_seq_len=4, chat_template=template)
+
+
+def tiny_paligemma_processor(words: list[str]) -> Any:
+    """A real ``PaliGemmaProcessor`` for :func:`tiny_paligemma` (no chat template, as on the Hub):
+    ``<image>`` x 4, ``<s>``, the prompt, a newline."""
+    from transformers import PaliGemmaProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    tokenizer = _word_tokenizer(words, {"<image>": VOCAB - 1}, image_token="<image>")
+    images = SiglipImageProcessorPil(size={"height": 28, "width": 28})
+    images.image_seq_length = 4
+    return PaliGemmaProcessor(image_processor=images, tokenizer=tokenizer)

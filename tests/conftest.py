@@ -28,7 +28,7 @@ def tiny_models() -> dict[str, TinyLVLM]:
 
 @pytest.fixture(params=sorted(BUILDERS), scope="session")
 def tiny(request: pytest.FixtureRequest, tiny_models: dict[str, TinyLVLM]) -> TinyLVLM:
-    """Every tiny architecture in turn: LLaVA (MHA), LLaVA (GQA), Qwen2-VL (M-RoPE), InternVL."""
+    """Every tiny architecture of :data:`lvsal_data.testing.BUILDERS` in turn."""
     return tiny_models[request.param]
 
 

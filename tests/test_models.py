@@ -135,3 +135,92 @@ def test_a_template_that_drops_the_system_message_is_refused(saved_llava) -> Non
                                     "{% endfor %}ASSISTANT:")
     with pytest.raises(UnsupportedModelError, match="drops system messages; pass --system-prompt none"):
         lvlm.chat_prompt("Describe it.", "Be brief.")
+
+
+#: The video processor each family's full processor saves (it needs torchvision to load).
+VIDEO_PROCESSORS = {"qwen2_vl": "Qwen2VLVideoProcessor", "internvl": "InternVLVideoProcessor",
+                    "smolvlm": "SmolVLMVideoProcessor"}
+
+
+@pytest.fixture(scope="module", params=sorted(VIDEO_PROCESSORS))
+def saved_with_video(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A tiny model saved with its processor, whose config names a video processor as a full
+    save_pretrained writes it (built here without one: constructing it needs torchvision)."""
+    import json
+
+    from lvsal_data import testing
+
+    family = request.param
+    if family == "smolvlm":
+        pytest.importorskip("num2words", reason="SmolVLM's processor needs num2words (a dependency: make install)")
+    folder = tmp_path_factory.mktemp(f"tiny-{family}")
+    getattr(testing, f"tiny_{family}")().model.save_pretrained(folder)
+    processor = getattr(testing, f"tiny_{family}_processor")(WORDS, video=False)
+    processor.save_pretrained(folder)
+    config = json.loads((folder / "processor_config.json").read_text())
+    config["video_processor"] = {"video_processor_type": VIDEO_PROCESSORS[family]}
+    (folder / "processor_config.json").write_text(json.dumps(config))
+    return family, folder, processor.tokenizer
+
+
+def test_a_family_with_a_video_processor_loads_prepares_and_traces(saved_with_video) -> None:
+    """Regression: AutoProcessor raised 'Qwen2VLVideoProcessor requires the Torchvision library' on
+    a plain install; load_lvlm then could not load Qwen2-VL or InternVL at all."""
+    from transformers.utils import is_torchvision_available
+
+    family, folder, tokenizer = saved_with_video
+    lvlm = load_lvlm(str(folder), device="cpu")
+    assert ("video_processor" in lvlm.processor.get_attributes()) == is_torchvision_available()
+    if not is_torchvision_available():
+        with pytest.raises(UnsupportedModelError, match="install torchvision"):
+            lvlm.processor.video_processor([])
+    prepared = lvlm.prepare(Image.new("RGB", (50, 40), "red"), "Please describe this image in detail.")
+    tokens = tokenizer.convert_ids_to_tokens(prepared.inputs["input_ids"][0].tolist())
+    first, placeholder, last = {"qwen2_vl": ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>"),
+                                "internvl": ("<img>", "<IMG_CONTEXT>", "</img>"),
+                                "smolvlm": ("<fake_token_around_image>", "<image>", "<fake_token_around_image>")}[family]
+    image = tokens[slice(*prepared.spans.image)]  # the markers around the run belong to the image
+    inner = image[2:-1] if family == "smolvlm" else image[1:-1]  # SmolVLM: <global-img> opens the run
+    assert image[0] == first and image[-1] == last and set(inner) == {placeholder}
+    assert tokens[prepared.spans.instruction[0]] == "Please"
+    trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, max_new_tokens=3, eos_token_ids=[])
+    assert len(trace.tokens) == 3
+
+
+def test_a_template_that_opens_with_bos_gets_no_second_one(saved_llava) -> None:
+    """Gemma 3's and Llama 3.2 Vision's templates emit <bos> and their tokenizers add one: the
+    prompt began <bos><bos>, a position the model never saw in training."""
+    from tokenizers.processors import TemplateProcessing
+
+    lvlm = load_lvlm(str(saved_llava), device="cpu")
+    tokenizer = lvlm.tokenizer
+    bos = tokenizer.bos_token_id
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    image = Image.new("RGB", (30, 30))
+    added = lvlm.prepare(image, "Please describe this image .").inputs["input_ids"][0]
+    assert added[0] == bos and added[1] != bos  # the tokenizer's BOS alone
+    lvlm.processor.chat_template = "{{ bos_token }}" + lvlm.processor.chat_template
+    for ids in (lvlm.prepare(image, "Please describe this image .").inputs["input_ids"][0],
+                lvlm.prepare_batch([image, image], ["Please describe this image .", "a dog"]).inputs["input_ids"][1]):
+        ids = ids[ids != tokenizer.pad_token_id]
+        assert ids[0] == bos and ids[1] != bos  # the template's BOS alone
+
+
+def test_paligemma_takes_the_raw_prompt_and_traces_its_prefix(tmp_path) -> None:
+    """PaliGemma has no chat template: the processor gets the raw prompt (and adds the image
+    tokens and BOS); the prompt is a bidirectional prefix (token types 0), traced as one."""
+    from lvsal_data.saliency import SaliencyEngine
+    from lvsal_data.testing import tiny_paligemma, tiny_paligemma_processor
+
+    tiny_paligemma().model.save_pretrained(tmp_path)
+    tiny_paligemma_processor(WORDS).save_pretrained(tmp_path)
+    lvlm = load_lvlm(str(tmp_path), device="cpu")
+    prepared = lvlm.prepare(Image.new("RGB", (50, 40), "red"), "Please describe this image in detail.")
+    assert prepared.text == "Please describe this image in detail."
+    ids = prepared.inputs["input_ids"][0].tolist()
+    assert prepared.spans.image == (0, 4) and ids[:4] == [lvlm.model.config.image_token_index] * 4
+    assert ids[4] == lvlm.tokenizer.bos_token_id and ids[5] == lvlm.tokenizer.convert_tokens_to_ids("Please")
+    assert not prepared.inputs["token_type_ids"].any() and SaliencyEngine(lvlm.model).prefix_lm
+    assert "labels" not in prepared.inputs  # the processor's training labels are no model input here
+    trace = trace_generate(lvlm.model, prepared.inputs, prepared.spans, max_new_tokens=3, eos_token_ids=[])
+    assert len(trace.tokens) == 3

@@ -23,11 +23,7 @@ def test_greedy_trace_equals_generate(tiny: TinyLVLM) -> None:
 def test_traced_rows_equal_teacher_forced_rows(tiny: TinyLVLM) -> None:
     inputs, spans = tiny.inputs(n_answer=0)
     trace = trace_generate(tiny.model, inputs, spans, max_new_tokens=5, eos_token_ids=[], keep_rows=True)
-    full = dict(inputs)
-    full["input_ids"] = torch.cat([inputs["input_ids"], torch.tensor([trace.token_ids])], dim=1)
-    for key in ("attention_mask", "mm_token_type_ids"):
-        if key in inputs:
-            full[key] = torch.cat([inputs[key], torch.zeros(1, 5, dtype=inputs[key].dtype) + (key == "attention_mask")], 1)
+    full = tiny.with_answer(inputs, trace.token_ids)
     rows = saliency_rows(tiny.model, full, spans.answer_start)
     for i, tok in enumerate(trace.tokens):
         q = spans.answer_start + i - 1
