@@ -18,7 +18,8 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 #: public name -> the module that defines it
 _PUBLIC = {
-    "LVLM": "models", "Prepared": "models", "PreparedBatch": "models", "Spans": "models", "find_spans": "models", "load_lvlm": "models",
+    "LVLM": "models", "Prepared": "models", "PreparedBatch": "models", "Spans": "models", "find_spans": "models",
+    "load_lvlm": "models",
     "SaliencyEngine": "saliency", "saliency_rows": "saliency",
     "default_target_layers": "layers",
     "Trace": "tracing", "trace_batch": "tracing", "trace_generate": "tracing",

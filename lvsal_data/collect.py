@@ -40,6 +40,7 @@ from .store import ShardWriter, check_output_folder, merge_manifest
 from .tracing import trace_batch
 
 log = logging.getLogger(__name__)
+Row = dict[str, Any]
 
 
 def sample_seed(seed: int, sample_id: str) -> int:
@@ -178,7 +179,7 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
 
 
 def trace_samples(cfg: CollectConfig, lvlm: LVLM, decoder: Decoder, settings: RunSettings,
-                  samples: Sequence[Sample], images: Sequence[Any]) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
+                  samples: Sequence[Sample], images: Sequence[Any]) -> list[tuple[list[dict[str, Any]], Row]]:
     """Token rows and the sample row of each sample with its loaded image, traced as one batch.
 
     Each sample gets its own copy of ``decoder`` and its own seeded generator, so its rows are
@@ -247,7 +248,8 @@ def _run_shards(cfg: CollectConfig, lvlm: LVLM, decoder: Decoder, settings: RunS
                 hall += srow["n_hallucinated_mentions"]
                 mentions += srow["n_mentions"]
             elapsed = max(time.time() - started, 1e-9)
-            bar.set_postfix(tok_s=f"{summary.tokens / elapsed:.1f}", hall=f"{hall / mentions:.1%}" if mentions else "n/a")
+            bar.set_postfix(tok_s=f"{summary.tokens / elapsed:.1f}",
+                            hall=f"{hall / mentions:.1%}" if mentions else "n/a")
             bar.update(len(batch))
         ordered = [results[i] for i in sorted(results)]
         writer.write_shard(index, [t for toks, _ in ordered for t in toks], [srow for _, srow in ordered], skipped)

@@ -139,7 +139,8 @@ class Step:
         rows = torch.zeros(batch, targets.shape[1], len(grads), q + 1)
         for k, (att, g) in enumerate(zip(self._graph_attn, grads)):  # g: (K, batch, heads, queries, keys)
             width = att.shape[-1]
-            rows[..., k, q + 1 - width:] = normalized_saliency(att[:, :, -1].detach(), g[:, :, :, -1]).transpose(0, 1).cpu()
+            shat = normalized_saliency(att[:, :, -1].detach(), g[:, :, :, -1])  # (K, batch, width)
+            rows[..., k, q + 1 - width:] = shat.transpose(0, 1).cpu()
         self._graph_attn = []  # free the graph
         return rows[0] if flat else rows
 
@@ -239,9 +240,9 @@ class SaliencyEngine:
 
     Example:
         >>> engine = SaliencyEngine(model)  # doctest: +SKIP
-        >>> step = engine.start(prepared.inputs)  # the prompt's last token predicts the answer
-        >>> token = int(step.logits[0].argmax()); row = step.saliency([token])[0]
-        >>> step = engine.step([token])
+        >>> step = engine.start(prepared.inputs)  # doctest: +SKIP
+        >>> token = int(step.logits[0].argmax()); row = step.saliency([token])[0]  # doctest: +SKIP
+        >>> step = engine.step([token])  # doctest: +SKIP
     """
 
     def __init__(self, model: Any, layers: Sequence[int] | None = None, fast: bool = True,

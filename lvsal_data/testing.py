@@ -80,7 +80,8 @@ _PREFIX_LM = ("paligemma",)
 _PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
 
-def stack_inputs(samples: Sequence[tuple[dict[str, torch.Tensor], Spans]]) -> tuple[dict[str, torch.Tensor], list[Spans]]:
+def stack_inputs(samples: Sequence[tuple[dict[str, torch.Tensor], Spans]]
+                 ) -> tuple[dict[str, torch.Tensor], list[Spans]]:
     """Batch-1 inputs of several prompts as one left-padded batch, as a processor with
     ``padding_side="left"`` builds it: per-token inputs padded on the left (pad id 0, mask 0),
     per-image inputs (pixel values, image grids) concatenated, spans shifted by each padding."""
@@ -237,7 +238,8 @@ def tiny_llava_onevision(*, seed: int = 0) -> TinyLVLM:
     size = 28
     vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, image_size=size, patch_size=14)
-    config = LlavaOnevisionConfig(vision_config=vision, text_config=dict(_text(num_key_value_heads=2), model_type="qwen2"),
+    text = dict(_text(num_key_value_heads=2), model_type="qwen2")
+    config = LlavaOnevisionConfig(vision_config=vision, text_config=text,
                                   image_token_index=VOCAB - 1, video_token_index=VOCAB - 2,
                                   image_grid_pinpoints=[[size, size]])
     config._attn_implementation = "eager"
@@ -275,7 +277,8 @@ def _tiny_idefics(family: str, seed: int) -> TinyLVLM:
     torch.manual_seed(seed)
     vision = getattr(transformers, f"{prefix}VisionConfig")(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                                            num_attention_heads=4, image_size=32, patch_size=8)
-    config = getattr(transformers, f"{prefix}Config")(vision_config=vision, text_config=dict(_text(), model_type="llama"),
+    text = dict(_text(), model_type="llama")
+    config = getattr(transformers, f"{prefix}Config")(vision_config=vision, text_config=text,
                                                       image_token_id=VOCAB - 1, scale_factor=2)
     config._attn_implementation = "eager"
     model = _finish(getattr(transformers, f"{prefix}ForConditionalGeneration")(config))
@@ -449,7 +452,8 @@ def tiny_internvl_processor(words: list[str], *, video: bool = True) -> Any:
     from transformers import InternVLProcessor
     from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
-    specials = {"<IMG_CONTEXT>": VOCAB - 1, "<img>": VOCAB - 2, "</img>": VOCAB - 3, "<video>": VOCAB - 4} | _CHATML_TOKENS
+    specials = {"<IMG_CONTEXT>": VOCAB - 1, "<img>": VOCAB - 2, "</img>": VOCAB - 3, "<video>": VOCAB - 4}
+    specials |= _CHATML_TOKENS
     tokenizer = _word_tokenizer(words, specials, start_image_token="<img>", end_image_token="</img>",
                                 context_image_token="<IMG_CONTEXT>", video_token="<video>")
     images = GotOcr2ImageProcessorPil(size={"height": 56, "width": 56}, max_patches=1)  # one tile, no thumbnail

@@ -158,7 +158,8 @@ def trace_batch(
         decoder.reset(Context(spans=s, target=target_idx, generator=g))
     with decoders[0].attention(model, spans[0].answer_start):
         tokens = _decode(model, inputs, spans, decoders, layers, target_idx, stop, max_new_tokens, keep_rows, lookback)
-    return [Trace(tokens=t, layers=layers, target_layers=target_layers, stopped_by_eos=bool(t) and t[-1].token_id in stop)
+    return [Trace(tokens=t, layers=layers, target_layers=target_layers,
+                  stopped_by_eos=bool(t) and t[-1].token_id in stop)
             for t in tokens]
 
 

@@ -160,7 +160,8 @@ def test_a_decoding_and_a_source_registered_from_outside(tmp_path: Path) -> None
     missing = subprocess.run([sys.executable, "-m", "lvsal_data.cli", "--help"], capture_output=True, text=True,
                              env={**env, "LVSAL_PLUGINS": "no_such_plugin"})
     assert missing.returncode == 2 and missing.stderr.strip() == (
-        "lvsal: error: $LVSAL_PLUGINS names 'no_such_plugin', which cannot be imported: No module named 'no_such_plugin'")
+        "lvsal: error: $LVSAL_PLUGINS names 'no_such_plugin', which cannot be imported: "
+        "No module named 'no_such_plugin'")
 
 
 def test_registries_refuse_collisions_and_list_names() -> None:

@@ -83,7 +83,8 @@ def test_schema_round_trip(reference: Path) -> None:
     for r in tokens[tokens.mention_start].itertuples():
         assert r.label == ("correct" if r.object in objects[r.sample_id] else "hallucinated")
     m = t.manifest
-    assert m["schema_version"] == SCHEMA_VERSION and m["versions"]["transformers"] and m["source"]["name"] == "synthetic"
+    assert m["schema_version"] == SCHEMA_VERSION and m["versions"]["transformers"]
+    assert m["source"]["name"] == "synthetic"
     assert all(len(e["sha256"]) == 64 for e in m["shards"]["tokens"])
 
 

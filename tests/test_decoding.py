@@ -53,7 +53,8 @@ def _naive_sgrs(model, inputs, spans, target, *, alpha, k=5, tries=3, window=5, 
         ids = torch.cat([inputs["input_ids"], torch.tensor([context], dtype=torch.long, device=device)], dim=1)
         full = dict(inputs, input_ids=ids, attention_mask=torch.ones_like(ids))
         if "mm_token_type_ids" in inputs:
-            full["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros(1, len(context), dtype=torch.int, device=device)], 1)
+            zeros = torch.zeros(1, len(context), dtype=torch.int, device=device)
+            full["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], zeros], 1)
         with torch.no_grad():
             top_logits, top_ids = model(**full).logits[0, -1].float().topk(k)
         cands = top_ids.tolist()
@@ -91,7 +92,8 @@ def test_sgrs_equals_naive_reference(model_under_test: TinyLVLM, deterministic: 
     inputs, spans = tiny.inputs(n_answer=0)
     target = [1, 2]
     alpha = 1.05  # high enough that candidates get rejected and fallbacks happen
-    ref, rejections, fallbacks = _naive_sgrs(tiny.model, inputs, spans, target, alpha=alpha, deterministic=deterministic)
+    ref, rejections, fallbacks = _naive_sgrs(tiny.model, inputs, spans, target, alpha=alpha,
+                                             deterministic=deterministic)
     assert rejections > 0, "the test must exercise rejections"
     sgrs = SGRS(alpha=alpha, deterministic=deterministic)
     trace = trace_generate(tiny.model, inputs, spans, sgrs, max_new_tokens=STEPS, eos_token_ids=[],
@@ -250,8 +252,8 @@ def test_generate_runs_unchanged_under_locore(tiny_models) -> None:
         assert cfg._attn_implementation == "lvsal_eager"
         out = tiny.model.generate(**inputs, max_new_tokens=6, do_sample=False)
     assert cfg._attn_implementation == "eager" and out.shape[1] == inputs["input_ids"].shape[1] + 6
-    traced = trace_generate(tiny.model, inputs, spans, build_decoder("locore", DecodingOptions(locore_beta=3.0, locore_window=3)),
-                            max_new_tokens=6, eos_token_ids=[2])
+    decoder = build_decoder("locore", DecodingOptions(locore_beta=3.0, locore_window=3))
+    traced = trace_generate(tiny.model, inputs, spans, decoder, max_new_tokens=6, eos_token_ids=[2])
     assert traced.token_ids == out[0, inputs["input_ids"].shape[1]:][: len(traced.token_ids)].tolist()
 
 

@@ -178,7 +178,8 @@ def test_a_family_with_a_video_processor_loads_prepares_and_traces(saved_with_vi
     tokens = tokenizer.convert_ids_to_tokens(prepared.inputs["input_ids"][0].tolist())
     first, placeholder, last = {"qwen2_vl": ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>"),
                                 "internvl": ("<img>", "<IMG_CONTEXT>", "</img>"),
-                                "smolvlm": ("<fake_token_around_image>", "<image>", "<fake_token_around_image>")}[family]
+                                "smolvlm": ("<fake_token_around_image>", "<image>",
+                                            "<fake_token_around_image>")}[family]
     image = tokens[slice(*prepared.spans.image)]  # the markers around the run belong to the image
     inner = image[2:-1] if family == "smolvlm" else image[1:-1]  # SmolVLM: <global-img> opens the run
     assert image[0] == first and image[-1] == last and set(inner) == {placeholder}

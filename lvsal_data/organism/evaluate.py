@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, read_json
 from ..labels import find_mentions
 from ..metrics import format_estimate
 from ..models import LVLM, load_lvlm
