@@ -199,17 +199,26 @@ def tiny_llava_next(*, seed: int = 0) -> TinyLVLM:
     token per row."""
     from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration
 
+    vision = dict(model_type="clip_vision_model", projection_dim=32)
+    return _anyres("llava_next", LlavaNextConfig, LlavaNextForConditionalGeneration, vision,
+                   dict(_text(), model_type="llama"), seed)
+
+
+def _anyres(family: str, config_class: Any, model_class: Any, vision: dict[str, Any], text: dict[str, Any],
+            seed: int, **extra: Any) -> TinyLVLM:
+    """A tiny AnyRes model (LLaVA-NeXT, LLaVA-OneVision): a 28 px tower with one grid point, so an
+    image is its base view plus one tile."""
     torch.manual_seed(seed)
     size = 28
-    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, image_size=size, patch_size=14, projection_dim=32)
-    config = LlavaNextConfig(vision_config=vision, text_config=dict(_text(), model_type="llama"),
-                             image_token_index=VOCAB - 1, image_grid_pinpoints=[[size, size]])
+    vision = dict(vision, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=size, patch_size=14)
+    config = config_class(vision_config=vision, text_config=text, image_token_index=VOCAB - 1,
+                          image_grid_pinpoints=[[size, size]], **extra)
     config._attn_implementation = "eager"
-    model = _finish(LlavaNextForConditionalGeneration(config))
+    model = _finish(model_class(config))
     pixels = lambda g: {"pixel_values": torch.randn(1, 2, 3, size, size, generator=g),  # noqa: E731
                         "image_sizes": torch.tensor([[size, size]])}
-    return TinyLVLM(model, "llava_next", _count_image_tokens(model, pixels), pixels)
+    return TinyLVLM(model, family, _count_image_tokens(model, pixels), pixels)
 
 
 def tiny_internvl(*, seed: int = 0) -> TinyLVLM:
@@ -234,19 +243,9 @@ def tiny_llava_onevision(*, seed: int = 0) -> TinyLVLM:
     a newline token per row (10 image tokens)."""
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
-    torch.manual_seed(seed)
-    size = 28
-    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, image_size=size, patch_size=14)
-    text = dict(_text(num_key_value_heads=2), model_type="qwen2")
-    config = LlavaOnevisionConfig(vision_config=vision, text_config=text,
-                                  image_token_index=VOCAB - 1, video_token_index=VOCAB - 2,
-                                  image_grid_pinpoints=[[size, size]])
-    config._attn_implementation = "eager"
-    model = _finish(LlavaOnevisionForConditionalGeneration(config))
-    pixels = lambda g: {"pixel_values": torch.randn(1, 2, 3, size, size, generator=g),  # noqa: E731
-                        "image_sizes": torch.tensor([[size, size]])}
-    return TinyLVLM(model, "llava_onevision", _count_image_tokens(model, pixels), pixels)
+    return _anyres("llava_onevision", LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
+                   dict(model_type="siglip_vision_model"), dict(_text(num_key_value_heads=2), model_type="qwen2"),
+                   seed, video_token_index=VOCAB - 2)
 
 
 def tiny_qwen3_vl(*, seed: int = 1) -> TinyLVLM:
