@@ -226,8 +226,10 @@ class LVLM:
         tokenizer = self.tokenizer
         if getattr(tokenizer, "pad_token_id", None) is None:  # padded keys are masked: any id will do
             tokenizer.pad_token = tokenizer.eos_token
-        batch = self.processor(images=list(images), text=texts, return_tensors="pt", padding=True,
-                               padding_side="left", **self._special_tokens(texts))
+        # one list of images per prompt: some processors (Gemma 3, SmolVLM) read a flat list as the
+        # images of a single prompt
+        batch = self.processor(images=[[image] for image in images], text=texts, return_tensors="pt",
+                               padding=True, padding_side="left", **self._special_tokens(texts))
         inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()
                   if k != "labels"}  # PaliGemma's processor adds training labels (all -100)
         if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):

@@ -140,6 +140,8 @@ def trace_batch(
                          f"got {len(spans)} and {len(decoders)}")
     if len({type(d) for d in decoders}) > 1:
         raise InputError("the decoders of a batch must be of one class")
+    if len({id(d) for d in decoders}) < len(decoders):
+        raise InputError("each sample of a batch needs its own decoder instance (they keep per-sample state)")
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if any(s.answer_start != inputs["input_ids"].shape[-1] for s in spans):

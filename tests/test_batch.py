@@ -134,7 +134,9 @@ def test_batch_arguments_are_checked(tiny_models) -> None:
     tiny = tiny_models["llava"]
     inputs, spans = stack_inputs(_samples(tiny)[:2])
     with pytest.raises(InputError, match="2 spans and decoders"):
-        trace_batch(tiny.model, inputs, spans[:1], [build_decoder("greedy")] * 2)
+        trace_batch(tiny.model, inputs, spans[:1], [build_decoder("greedy"), build_decoder("greedy")])
+    with pytest.raises(InputError, match="its own decoder"):
+        trace_batch(tiny.model, inputs, spans, [build_decoder("sgrs")] * 2)
     with pytest.raises(InputError, match="one class"):
         trace_batch(tiny.model, inputs, spans, [build_decoder("greedy"), build_decoder("sgrs")])
     step = SaliencyEngine(tiny.model).start(inputs)

@@ -188,6 +188,29 @@ def test_a_family_with_a_video_processor_loads_prepares_and_traces(saved_with_vi
     assert len(trace.tokens) == 3
 
 
+def test_a_batch_from_the_real_processor_traces_as_each_prompt_alone(saved_with_video) -> None:
+    """prepare_batch through the family's real processor (left padding, images of two sizes):
+    each prompt's spans, tokens and saliency equal its batch-1 run. Regression: Gemma 3's and
+    SmolVLM's processors read a flat image list as the images of one prompt."""
+    from lvsal_data import trace_batch
+    from lvsal_data.decoding import Greedy
+
+    family, folder, _ = saved_with_video
+    lvlm = load_lvlm(str(folder), device="cpu")
+    images = [Image.new("RGB", (50, 40), "red"), Image.new("RGB", (64, 64), "blue")]
+    prompts = ["Please describe this image in detail.", "describe a dog on the image ."]
+    batch = lvlm.prepare_batch(images, prompts)
+    traces = trace_batch(lvlm.model, batch.inputs, batch.spans, [Greedy(), Greedy()], max_new_tokens=3,
+                         eos_token_ids=[])
+    for b, (image, prompt) in enumerate(zip(images, prompts)):
+        one = lvlm.prepare(image, prompt)
+        assert batch.unpadded_spans(b) == one.spans
+        alone = trace_generate(lvlm.model, one.inputs, one.spans, max_new_tokens=3, eos_token_ids=[])
+        assert traces[b].token_ids == alone.token_ids
+        for t, a in zip(traces[b].tokens, alone.tokens):
+            assert t.summary.saliency == pytest.approx(a.summary.saliency, abs=1e-5)
+
+
 def test_a_template_that_opens_with_bos_gets_no_second_one(saved_llava) -> None:
     """Gemma 3's and Llama 3.2 Vision's templates emit <bos> and their tokenizers add one: the
     prompt began <bos><bos>, a position the model never saw in training."""
