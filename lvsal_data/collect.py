@@ -26,18 +26,16 @@ from typing import Any, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .attention import attention_modules
 from .config import DEFAULT_MAX_NEW_TOKENS, CollectConfig, load_calibration, sgrs_settings, with_calibration
 from .decoding import Decoder, build_decoder
 from .errors import InputError
-from .layers import default_target_layers
 from .models import LVLM, load_lvlm
 from .prompts import resolve_system_prompt
 from .records import build_rows
 from .schema import tokens_schema
 from .sources import ImageLoadError, Sample, Source, open_source
 from .store import ShardWriter, check_output_folder, merge_manifest
-from .tracing import trace_batch
+from .tracing import default_layers, trace_batch
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
@@ -94,14 +92,14 @@ def resolve_run(cfg: CollectConfig, source: Source, lvlm: LVLM, calibration: dic
     """Resolve every setting of a run once: an explicit option, else the calibration file, else
     the source's protocol, else the default. Layers default to those with self-attention (all
     of them, but for hybrid models' linear-attention layers)."""
-    available = sorted(attention_modules(lvlm.model))
+    traced, default_target = default_layers(lvlm.model)
     target, note = with_calibration("--target-layers", cfg.target_layers, calibration, "target_layers",
-                                    default_target_layers(lvlm.num_layers, available))
+                                    default_target)
     notes = sgrs_settings(cfg, calibration)[2] + ([note] if note else [])
     return RunSettings(
         max_new_tokens=cfg.max_new_tokens or source.protocol().get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS,
         system_prompt=resolve_system_prompt(cfg.system_prompt, lvlm.standard_system_prompt),
-        layers=list(cfg.layers) if cfg.layers is not None else available,
+        layers=list(cfg.layers) if cfg.layers is not None else traced,
         target_layers=[int(l) for l in target], notes=notes)
 
 

@@ -179,6 +179,14 @@ class LVLM:
         bos = getattr(self.tokenizer, "bos_token", None)
         return {"add_special_tokens": False} if bos and all(t.startswith(bos) for t in texts) else {}
 
+    def _on_device(self, batch: Any) -> dict[str, Any]:
+        """A processor's output as model inputs: tensors on the model's device, pixel values in its
+        dtype, without the training labels PaliGemma's processor adds (all -100)."""
+        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items() if k != "labels"}
+        if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        return inputs
+
     def prepare(self, image: Any, prompt: str, system_prompt: str | None = None) -> "Prepared":
         """Model inputs for one image and one user prompt (batch of 1) and their spans.
 
@@ -192,11 +200,8 @@ class LVLM:
             :class:`Prepared` with ``.inputs`` (on the model's device) and ``.spans``.
         """
         text = self.chat_prompt(prompt, system_prompt)
-        batch = self.processor(images=[image], text=[text], return_tensors="pt", **self._special_tokens([text]))
-        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()
-                  if k != "labels"}  # PaliGemma's processor adds training labels (all -100)
-        if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        inputs = self._on_device(self.processor(images=[image], text=[text], return_tensors="pt",
+                                                **self._special_tokens([text])))
         spans = find_spans(inputs["input_ids"], self.model.config, markers=self.markers)
         return Prepared(inputs=inputs, spans=spans, text=text)
 
@@ -230,10 +235,7 @@ class LVLM:
         # images of a single prompt
         batch = self.processor(images=[[image] for image in images], text=texts, return_tensors="pt",
                                padding=True, padding_side="left", **self._special_tokens(texts))
-        inputs = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()
-                  if k != "labels"}  # PaliGemma's processor adds training labels (all -100)
-        if torch.is_floating_point(inputs.get("pixel_values", torch.empty(0, dtype=torch.long))):
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        inputs = self._on_device(batch)
         mask = inputs.get("attention_mask")
         if mask is None:
             raise UnsupportedModelError(f"the processor of {self.name} returns no attention_mask; cannot batch it")

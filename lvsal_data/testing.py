@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .models import Spans, image_only
+from .models import Spans, image_only, shift_spans
 from .organism.build import build_processor
 
 VOCAB = 96
@@ -94,8 +94,7 @@ def stack_inputs(samples: Sequence[tuple[dict[str, torch.Tensor], Spans]]
             if key in _PER_TOKEN:
                 value = torch.nn.functional.pad(value, (pad, 0))
             batch.setdefault(key, []).append(value)
-        shift = lambda r: (r[0] + pad, r[1] + pad)  # noqa: E731
-        spans.append(Spans(system=(pad, s.system[1] + pad), image=shift(s.image), instruction=shift(s.instruction)))
+        spans.append(shift_spans(s, pad))
     return {key: torch.cat(values, dim=0) for key, values in batch.items()}, spans
 
 
@@ -162,18 +161,9 @@ def tiny_qwen2_vl(*, seed: int = 0, grid: tuple[int, int] = (4, 4)) -> TinyLVLM:
     """A tiny ``Qwen2VLForConditionalGeneration`` (M-RoPE, GQA) with a (1, h, w) image grid."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    torch.manual_seed(seed)
-    text = _text(num_key_value_heads=2, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3],
-                                                          "rope_theta": 10000.0})
     vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, patch_size=14,
                   spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
-    config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=VOCAB - 1,
-                           video_token_id=VOCAB - 2, vision_start_token_id=VOCAB - 3,
-                           vision_end_token_id=VOCAB - 4)
-    config._attn_implementation = "eager"
-    model = _finish(Qwen2VLForConditionalGeneration(config))
-    h, w = grid
-    return TinyLVLM(model, "qwen2_vl", h * w // 4, _qwen_pixels(h, w))
+    return _qwen_vl("qwen2_vl", Qwen2VLConfig, Qwen2VLForConditionalGeneration, _MROPE, vision, seed, grid)
 
 
 def tiny_qwen2_5_vl(*, seed: int = 0) -> TinyLVLM:
@@ -181,16 +171,27 @@ def tiny_qwen2_5_vl(*, seed: int = 0) -> TinyLVLM:
     (1, 4, 4) image grid."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    torch.manual_seed(seed)
-    text = _text(num_key_value_heads=2, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3],
-                                                          "rope_theta": 10000.0})
     vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, patch_size=14,
                   spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1])
-    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=VOCAB - 1,
-                              video_token_id=VOCAB - 2, vision_start_token_id=VOCAB - 3, vision_end_token_id=VOCAB - 4)
+    return _qwen_vl("qwen2_5_vl", Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, _MROPE, vision, seed)
+
+
+#: The text side of the tiny Qwen-VL models: GQA and M-RoPE.
+_MROPE = dict(num_key_value_heads=2, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3],
+                                                      "rope_theta": 10000.0})
+
+
+def _qwen_vl(family: str, config_class: Any, model_class: Any, text: dict[str, Any], vision: dict[str, Any],
+             seed: int, grid: tuple[int, int] = (4, 4)) -> TinyLVLM:
+    """A tiny Qwen-VL-style model (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) fed one image of a (1, h, w)
+    patch grid; the vision, start and end tokens take the top of the vocabulary."""
+    torch.manual_seed(seed)
+    config = config_class(text_config=_text(**text), vision_config=vision, image_token_id=VOCAB - 1,
+                          video_token_id=VOCAB - 2, vision_start_token_id=VOCAB - 3, vision_end_token_id=VOCAB - 4)
     config._attn_implementation = "eager"
-    model = _finish(Qwen2_5_VLForConditionalGeneration(config))
-    return TinyLVLM(model, "qwen2_5_vl", 4, _qwen_pixels(4, 4))
+    model = _finish(model_class(config))
+    h, w = grid
+    return TinyLVLM(model, family, h * w // 4, _qwen_pixels(h, w, patch=vision["patch_size"]))
 
 
 def tiny_llava_next(*, seed: int = 0) -> TinyLVLM:
@@ -254,17 +255,12 @@ def tiny_qwen3_vl(*, seed: int = 1) -> TinyLVLM:
     one token, which would make trace == generate a weak check."""
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-    torch.manual_seed(seed)
-    text = _text(num_key_value_heads=2, head_dim=16,
-                 rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True,
-                                  "rope_theta": 10000.0})
+    text = dict(num_key_value_heads=2, head_dim=16,
+                rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True,
+                                 "rope_theta": 10000.0})
     vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=16, spatial_merge_size=2,
                   temporal_patch_size=2, out_hidden_size=64, num_position_embeddings=16, deepstack_visual_indexes=[0])
-    config = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=VOCAB - 1,
-                           video_token_id=VOCAB - 2, vision_start_token_id=VOCAB - 3, vision_end_token_id=VOCAB - 4)
-    config._attn_implementation = "eager"
-    model = _finish(Qwen3VLForConditionalGeneration(config))
-    return TinyLVLM(model, "qwen3_vl", 4, _qwen_pixels(4, 4, patch=16))
+    return _qwen_vl("qwen3_vl", Qwen3VLConfig, Qwen3VLForConditionalGeneration, text, vision, seed)
 
 
 def _tiny_idefics(family: str, seed: int) -> TinyLVLM:

@@ -64,6 +64,13 @@ def text_columns(spans: Spans, query: int) -> np.ndarray:
     return np.concatenate([np.arange(*spans.system), np.arange(spans.image[1], query + 1)])
 
 
+def default_layers(model: Any) -> tuple[list[int], list[int]]:
+    """The layers traced by default (every layer with self-attention) and the default Eq. 6 target
+    layers among them (:func:`~lvsal_data.layers.default_target_layers`)."""
+    traced = sorted(attention_modules(model))
+    return traced, default_target_layers(model.config.get_text_config().num_hidden_layers, traced)
+
+
 def trace_generate(
     model: Any,
     inputs: Mapping[str, Any],
@@ -146,10 +153,9 @@ def trace_batch(
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if any(s.answer_start != inputs["input_ids"].shape[-1] for s in spans):
         raise InputError("inputs must be the prompts only (spans.answer_start == sequence length)")
-    available = sorted(attention_modules(model))
-    layers = available if layers is None else list(layers)
-    n_layers = model.config.get_text_config().num_hidden_layers
-    target_layers = default_target_layers(n_layers, available) if target_layers is None else list(target_layers)
+    traced, target = default_layers(model)
+    layers = traced if layers is None else list(layers)
+    target_layers = target if target_layers is None else list(target_layers)
     missing = sorted(set(target_layers) - set(layers))
     if missing:
         raise InputError(f"target layers {missing} are not among the traced layers {layers}")
@@ -198,4 +204,4 @@ def _decode(model: Any, inputs: Mapping[str, Any], spans: Sequence[Spans], decod
     return tokens
 
 
-__all__ = ["Trace", "TracedToken", "eos_ids", "text_columns", "trace_batch", "trace_generate"]
+__all__ = ["Trace", "TracedToken", "default_layers", "eos_ids", "text_columns", "trace_batch", "trace_generate"]
