@@ -26,11 +26,11 @@ from sklearn.utils import Tags
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from lvsal_data.scoring import FORMAT
 from lvsal_data.stats import bootstrap
 from lvsal_data.typing import FeatureMatrix, TokenArray
 
 MODELS = ("logistic", "boosting")
-FORMAT = "lvsal-detector/1"
 
 
 class HallucinationDetector(ClassifierMixin, BaseEstimator):
@@ -158,6 +158,40 @@ def cross_validate(detector: HallucinationDetector, X: FeatureMatrix, y: TokenAr
     """Grouped out-of-fold scores and their ranking metrics."""
     scores = out_of_fold(detector, X, y, groups, n_splits)
     return ranking_metrics(y, scores, groups, random_state=random_state), scores
+
+
+def transfer(detector: HallucinationDetector, X: FeatureMatrix, y: TokenArray, groups: TokenArray,
+             oof_scores: TokenArray, X_eval: FeatureMatrix, y_eval: TokenArray, groups_eval: TokenArray, *,
+             resamples: int = 1000, random_state: int = 0) -> dict[str, Any]:
+    """How a detector fitted on one dataset ranks the tokens of another.
+
+    Fits ``detector`` on all of (X, y), scores ``X_eval`` and returns :func:`ranking_metrics` of
+    those scores, plus ``drop``: the evaluation AUROC minus the cross-validated one (from
+    ``oof_scores``, the out-of-fold scores of (X, y)), with a percentile-bootstrap CI in which
+    each dataset's images are resampled independently (they share none).
+    """
+    from sklearn.base import clone
+
+    from lvsal_data.stats import Resampler
+
+    scores = clone(detector).fit(X, y).score_samples(X_eval)
+    out = ranking_metrics(y_eval, scores, groups_eval, resamples=resamples, random_state=random_state)
+    ok = np.isfinite(oof_scores)
+    source = (y[ok], oof_scores[ok], groups[ok])
+    target = (y_eval, scores, groups_eval)
+
+    def auroc(data: tuple[TokenArray, TokenArray, TokenArray], idx: np.ndarray | None = None) -> float:
+        labels, s = (data[0], data[1]) if idx is None else (data[0][idx], data[1][idx])
+        return float(roc_auc_score(labels, s)) if 0 < labels.sum() < len(labels) else float("nan")
+
+    value = auroc(target) - auroc(source)
+    rng = np.random.default_rng(random_state)
+    rs, rt = Resampler(len(source[0]), source[2]), Resampler(len(target[0]), target[2])
+    draws = np.array([auroc(target, rt.draw(rng)) - auroc(source, rs.draw(rng)) for _ in range(resamples)])
+    finite = draws[np.isfinite(draws)]
+    low, high = (np.percentile(finite, [2.5, 97.5]) if finite.size else (float("nan"), float("nan")))
+    out["drop"] = {"value": value, "ci_low": float(low), "ci_high": float(high)}
+    return out
 
 
 # --- saving without pickle ----------------------------------------------------------------------

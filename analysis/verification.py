@@ -60,6 +60,10 @@ def compare(tables: dict[str, pd.DataFrame], baseline: str = "greedy", resamples
         if len(rates):
             entry["sgrs_rejection_rate"] = float(rates.mean())
             entry["sgrs_fallback_rate"] = float(df["sgrs_fallback_rate"].dropna().mean())
+        guided = df["guided_intervention_rate"].dropna() if "guided_intervention_rate" in df else ()
+        if len(guided):
+            entry["guided_intervention_rate"] = float(guided.mean())
+            entry["guided_replacement_rate"] = float(df["guided_replacement_rate"].dropna().mean())
         out[name] = entry
     if baseline in stats:
         out["vs_greedy"] = {}
@@ -125,6 +129,9 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any]) -> str:
     sgrs = [f"- {d}: SGRS rejected a candidate at {100 * metrics[d]['sgrs_rejection_rate']:.1f}% of steps and fell "
             f"back at {100 * metrics[d]['sgrs_fallback_rate']:.1f}%."
             for d in decodings if "sgrs_rejection_rate" in metrics[d]]
+    sgrs += [f"- {d}: the detector chose among the candidates at {100 * metrics[d]['guided_intervention_rate']:.1f}% "
+             f"of steps and replaced the most likely token at {100 * metrics[d]['guided_replacement_rate']:.1f}%."
+             for d in decodings if "guided_intervention_rate" in metrics[d]]
     params = meta.get("decoding_params", {})
     sampled = [d for d in decodings if params.get(d, {}).get("deterministic") is False]
     if sampled:
@@ -132,7 +139,7 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any]) -> str:
                     "includes sampling itself, not only the rejections; `--sgrs-deterministic` (candidates in "
                     "probability order) isolates the rejections.")
     return "\n".join([
-        "# Verification of SGRS / LocoRE", "",
+        "# Verification of SGRS / LocoRE" + (" / guided" if "guided" in decodings else ""), "",
         f"Model `{meta['model']}`, data `{meta['data']}`, max_new_tokens {meta['max_new_tokens']}, "
         f"seed {meta['seed']}; "
         f"every decoding on the same {metrics[decodings[0]]['n']} samples. Rates in %, length in tokens; "

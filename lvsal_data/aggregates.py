@@ -9,12 +9,17 @@ Segments of a query row q (half-open column ranges):
 
 A union of segments is derivable from means and lengths
 (sum of mean x length / total length).
+
+Image-attention statistics, per layer, of the head-mean attention row over the image segment:
+its entropy after renormalising over the image tokens (nats; 0 for one image token), its largest
+entry, and the mass of its :data:`IMAGE_TOP_K` largest entries (both shares of the whole row).
+An empty image segment gives NaN.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +27,9 @@ import torch
 from .models import Spans
 from .schema import SEGMENTS
 from .typing import AttentionRows, HeadArray, LayerArray, SaliencyRows, Scores, SegmentArray, SegmentLengths
+
+#: Image tokens whose attention mass ``img_top10`` sums.
+IMAGE_TOP_K = 10
 
 
 def segment_bounds(spans: Spans, query: int) -> list[tuple[int, int]]:
@@ -60,6 +68,9 @@ class TokenSummary:
     lengths: SegmentLengths
     sal_last: LayerArray  # Shat at column q (the immediately preceding token)
     saliency: float  # Eq. 6 over the target layers
+    img_entropy: LayerArray  # entropy of the head-mean attention renormalised over the image tokens
+    img_max: LayerArray  # largest head-mean attention on one image token
+    img_top: LayerArray  # head-mean attention mass on the IMAGE_TOP_K most attended image tokens
     lookback: HeadArray | None = None  # context / (context + new) attention ratio
 
 
@@ -93,6 +104,7 @@ def summarize(
         if b > a:
             sal[k] = rows[:, a:b].mean(dim=1).numpy()
             att[k] = att_mean[:, a:b].sum(dim=1).numpy()
+    entropy, peak, top = image_attention(att_mean, spans.image)
     ratio = None
     if lookback:
         a0 = spans.answer_start
@@ -105,8 +117,62 @@ def summarize(
         lengths=lengths,
         sal_last=rows[:, query].numpy().astype(np.float32),
         saliency=float(eq6_score(rows, spans, target)),
+        img_entropy=entropy, img_max=peak, img_top=top,
         lookback=ratio,
     )
 
 
-__all__ = ["SEGMENTS", "TokenSummary", "eq6_score", "segment_bounds", "summarize"]
+def image_attention(att_mean: torch.Tensor, image: tuple[int, int]) -> tuple[LayerArray, LayerArray, LayerArray]:
+    """Entropy over the image tokens, largest entry and top-k mass of ``(layers, q + 1)`` head-mean
+    attention rows (see the module doc); NaN for an empty image segment.
+
+    Example:
+        >>> att = torch.tensor([[0.1, 0.25, 0.25, 0.4]])
+        >>> [round(float(x[0]), 4) for x in image_attention(att, (1, 3))]
+        [0.6931, 0.25, 0.5]
+    """
+    a, b = image
+    n_layers = att_mean.shape[0]
+    if b <= a:
+        nan = np.full(n_layers, np.nan, dtype=np.float32)
+        return nan, nan.copy(), nan.copy()
+    img = att_mean[:, a:b].double()
+    p = img / img.sum(dim=1, keepdim=True).clamp_min(1e-300)
+    entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(dim=1)
+    top = img.topk(min(IMAGE_TOP_K, b - a), dim=1).values.sum(dim=1)
+    return (entropy.numpy().astype(np.float32), img.max(dim=1).values.numpy().astype(np.float32),
+            top.numpy().astype(np.float32))
+
+
+def summary_columns(summary: TokenSummary, logprob: float, entropy: float, hidden: np.ndarray | None = None,
+                    lookback: bool = False) -> dict[str, Any]:
+    """The tokens table's feature columns of one token, each at the precision it is stored in
+    (float32, or float16 for attention masses, Lookback ratios and hidden states): what a
+    detector reads, whether from a written dataset, while collecting, or for a candidate.
+
+    Args:
+        summary: The token's summary.
+        logprob / entropy: Its log-probability and the entropy of its step's distribution.
+        hidden: Its projected hidden states ``(hidden layers, D)``, when the run stores them.
+        lookback: Include the per-head Lookback-Lens ratios.
+    """
+    f32 = np.float32
+    row: dict[str, Any] = {"logprob": float(f32(logprob)), "entropy": float(f32(entropy)),
+                           "saliency": float(f32(summary.saliency)), "sal_last": summary.sal_last.astype(f32).tolist(),
+                           "img_entropy": summary.img_entropy.astype(f32).tolist(),
+                           "img_max": summary.img_max.astype(f32).tolist(),
+                           "img_top10": summary.img_top.astype(f32).tolist()}
+    for k, seg in enumerate(SEGMENTS):
+        row[f"sal_{seg}"] = summary.sal[k].astype(f32).tolist()
+        row[f"len_{seg}"] = int(summary.lengths[k])
+        row[f"att_{seg}"] = summary.att[k].astype(np.float16).tolist()
+    if lookback:
+        with np.errstate(under="ignore"):  # ratios below float16's range store as 0, as intended
+            row["lookback"] = summary.lookback.astype(np.float16).tolist() if summary.lookback is not None else None
+    if hidden is not None:
+        row["hidden"] = np.asarray(hidden, dtype=np.float16).tolist()
+    return row
+
+
+__all__ = ["IMAGE_TOP_K", "SEGMENTS", "TokenSummary", "eq6_score", "image_attention", "segment_bounds", "summarize",
+           "summary_columns"]

@@ -78,11 +78,17 @@ def attention_modules(model: Any) -> dict[int, nn.Module]:
     hybrid models (Qwen3.5, LFM2) and Llama 3.2 Vision's cross-attention layers (whose rows run
     over image tiles, not over the sequence). Their indices are the traced layers' numbers.
     """
+    return {i: layer.self_attn for i, layer in enumerate(decoder_layers(model))
+            if getattr(layer, "self_attn", None) is not None}
+
+
+def decoder_layers(model: Any) -> nn.ModuleList:
+    """The language model's decoder layers, in order (``model.get_decoder().layers``)."""
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
     layers = getattr(decoder, "layers", None)
     if layers is None:
         raise UnsupportedModelError(f"{type(model).__name__}: no decoder layers found (model.get_decoder().layers)")
-    return {i: layer.self_attn for i, layer in enumerate(layers) if getattr(layer, "self_attn", None) is not None}
+    return layers
 
 
 @contextmanager
@@ -264,4 +270,5 @@ def register(name: str, function: Any) -> None:
 
 
 __all__ = ["AttentionState", "EAGER_COMPATIBLE", "NAME", "attend", "attention_modules", "attention_scores",
+           "decoder_layers",
            "eager_attention_forward", "mark_live", "materialize", "own_eager", "register", "scope", "was_used"]

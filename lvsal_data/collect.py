@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .attention import decoder_layers
 from .config import DEFAULT_MAX_NEW_TOKENS, CollectConfig, load_calibration, sgrs_settings, with_calibration
 from .decoding import Decoder, build_decoder
 from .errors import InputError
@@ -35,7 +37,8 @@ from .records import build_rows
 from .schema import tokens_schema
 from .sources import ImageLoadError, Sample, Source, open_source
 from .store import ShardWriter, check_output_folder, merge_manifest
-from .tracing import default_layers, trace_batch
+from .scoring import LinearDetector
+from .tracing import default_layers, hidden_projection, trace_batch
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
@@ -86,6 +89,9 @@ class RunSettings:
     layers: list[int]
     target_layers: list[int]
     notes: list[str]  # explicit options that overrode the calibration, one line each
+    hidden_layers: list[int] | None = None  # decoder layers whose hidden states are kept (--hidden-states)
+    projection: torch.Tensor | None = None  # their fixed random projection (None: kept whole)
+    detector: LinearDetector | None = None  # scores every token (--detector)
 
 
 def resolve_run(cfg: CollectConfig, source: Source, lvlm: LVLM, calibration: dict[str, Any] | None) -> RunSettings:
@@ -96,11 +102,47 @@ def resolve_run(cfg: CollectConfig, source: Source, lvlm: LVLM, calibration: dic
     target, note = with_calibration("--target-layers", cfg.target_layers, calibration, "target_layers",
                                     default_target)
     notes = sgrs_settings(cfg, calibration)[2] + ([note] if note else [])
-    return RunSettings(
+    settings = RunSettings(
         max_new_tokens=cfg.max_new_tokens or source.protocol().get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS,
         system_prompt=resolve_system_prompt(cfg.system_prompt, lvlm.standard_system_prompt),
         layers=list(cfg.layers) if cfg.layers is not None else traced,
         target_layers=[int(l) for l in target], notes=notes)
+    if cfg.hidden_states:
+        n_layers = len(decoder_layers(lvlm.model))
+        settings.hidden_layers = list(cfg.hidden_layers) if cfg.hidden_layers is not None else settings.target_layers
+        bad = [l for l in settings.hidden_layers if not 0 <= l < n_layers]
+        if bad:  # validate_collect checks explicit ones; a calibration's target layers land here
+            raise InputError(f"hidden-state layers {bad} out of range: {cfg.model} has decoder layers "
+                             f"0..{n_layers - 1}")
+        hidden_size = lvlm.model.config.get_text_config().hidden_size
+        settings.projection = hidden_projection(hidden_size, cfg.hidden_dim, HIDDEN_PROJECTION_SEED)
+    if cfg.detector:
+        settings.detector = _run_detector(cfg, settings)
+    return settings
+
+
+#: Seed of the fixed random projection of stored hidden states (in the manifest): every run
+#: projects a model's states alike, so detectors on hidden states transfer between datasets.
+HIDDEN_PROJECTION_SEED = 0
+
+
+def _run_detector(cfg: CollectConfig, settings: RunSettings) -> LinearDetector:
+    """The ``--detector`` of a run (its columns checked by :func:`~lvsal_data.validation.check_detector`),
+    refused if the run traces other layers or keeps other hidden states than its training traces."""
+    from .validation import check_detector
+
+    detector = check_detector(cfg)
+    fitted = detector.meta.get("layers")
+    if fitted is not None and list(fitted) != list(settings.layers):
+        raise InputError(f"the detector {cfg.detector} was fitted on traces of layers {fitted}; this run traces "
+                         f"{settings.layers} (pass --layers)")
+    hidden = detector.meta.get("hidden") if any(n.startswith("hidden[") for n in detector.feature_names) else None
+    if hidden and (hidden.get("layers") != settings.hidden_layers
+                                         or hidden.get("dim") != cfg.hidden_dim):
+        raise InputError(f"the detector {cfg.detector} reads hidden states of layers {hidden.get('layers')} at "
+                         f"dimension {hidden.get('dim')}; this run keeps layers {settings.hidden_layers} at "
+                         f"{cfg.hidden_dim} (pass --hidden-layers / --hidden-dim)")
+    return detector
 
 
 @dataclass
@@ -157,7 +199,8 @@ def collect(cfg: CollectConfig, lvlm: LVLM | None = None, decoder: Decoder | Non
         log.warning(note)
 
     identity = {**cfg.run_identity(), "decoding_params": decoder.params(), "world_size": world}
-    writer = ShardWriter(Path(cfg.out), identity, tokens_schema(cfg.store_rows, cfg.lookback_heads),
+    writer = ShardWriter(Path(cfg.out), identity,
+                         tokens_schema(cfg.store_rows, cfg.lookback_heads, cfg.hidden_states, bool(cfg.detector)),
                          resume=cfg.resume, rank=rank, world_size=world)
     if rank == 0:
         writer.prepare()
@@ -189,10 +232,18 @@ def trace_samples(cfg: CollectConfig, lvlm: LVLM, decoder: Decoder, settings: Ru
                          max_new_tokens=settings.max_new_tokens, layers=settings.layers,
                          target_layers=settings.target_layers,
                          generators=[torch.Generator().manual_seed(seed) for seed in seeds],
-                         keep_rows=cfg.store_rows, lookback=cfg.lookback_heads)
-    return [build_rows(sample, trace, prepared.unpadded_spans(b), lvlm.tokenizer, cfg.decoding, seed, cfg.store_rows,
-                       cfg.lookback_heads)
-            for b, (sample, trace, seed) in enumerate(zip(samples, traces, seeds))]
+                         keep_rows=cfg.store_rows, lookback=cfg.lookback_heads, hidden_layers=settings.hidden_layers,
+                         hidden_projection=settings.projection, tokenizer=lvlm.tokenizer)
+    results = [build_rows(sample, trace, prepared.unpadded_spans(b), lvlm.tokenizer, cfg.decoding, seed,
+                          cfg.store_rows, cfg.lookback_heads)
+               for b, (sample, trace, seed) in enumerate(zip(samples, traces, seeds))]
+    if settings.detector is not None:  # each token from its own step's features, as the detector was fitted
+        for tokens, _ in results:
+            if tokens:
+                p = settings.detector.score_rows(pd.DataFrame(tokens), f"the tokens of {cfg.model}")
+                for row, value in zip(tokens, p.tolist()):
+                    row["p_hallucinated"] = value
+    return results
 
 
 def trace_sample(cfg: CollectConfig, lvlm: LVLM, decoder: Decoder, settings: RunSettings, sample: Sample,
@@ -313,6 +364,11 @@ def _provenance(cfg: CollectConfig, lvlm: LVLM, source: Source, decoder: Decoder
                      "system_prompt": settings.system_prompt,
                      "chat_template_example": lvlm.chat_prompt("{prompt}", settings.system_prompt)},
         "decoding": {"name": cfg.decoding, "params": decoder.params()},
+        "hidden": ({"layers": settings.hidden_layers, "dim": cfg.hidden_dim, "hidden_size": text.hidden_size,
+                    "projected": settings.projection is not None, "projection": "gaussian N(0, 1/dim)",
+                    "projection_seed": HIDDEN_PROJECTION_SEED} if cfg.hidden_states else None),
+        "detector": ({"path": cfg.detector, "feature_set": settings.detector.feature_set,
+                      "n_features": len(settings.detector.feature_names)} if settings.detector else None),
         "settings_notes": settings.notes,
         "max_new_tokens": settings.max_new_tokens, "seed": cfg.seed,
         "versions": versions(), "git": git_hash(), "command": "lvsal " + shlex.join(sys.argv[1:]),

@@ -49,6 +49,15 @@ class DecodingOptions:
         "help": "LocoRE: multiply after the softmax without renormalising (literal Eq. 9)"})
     calibration: str | None = field(default=None, metadata={
         "help": "JSON from lvsal calibrate: SGRS's alpha, W and the target layers, where no option sets them"})
+    detector: str | None = field(default=None, metadata={
+        "help": "detector.json from lvsal fit-detector: every token gets its p_hallucinated column, and the "
+                "guided decoding chooses with it"})
+    guided_k: int = field(default=5, metadata={"help": "guided: top-K candidates scored by the detector"})
+    guided_floor: float = field(default=0.2, metadata={
+        "help": "guided: a candidate is eligible if its probability is >= floor x the most likely one's"})
+    guided_when: str = field(default="mentions", metadata={
+        "help": "guided: intervene at steps whose top candidate could start an object mention, or at every step",
+        "choices": lambda: ["mentions", "every"]})
 
 
 @dataclass
@@ -71,6 +80,12 @@ class CollectConfig(DecodingOptions):
     resume: bool = field(default=False, metadata={"help": "continue a killed run in --out"})
     store_rows: bool = field(default=False, metadata={"help": "keep each token's layer-mean saliency row (float16)"})
     lookback_heads: bool = field(default=False, metadata={"help": "keep per-head Lookback-Lens ratios"})
+    hidden_states: bool = field(default=False, metadata={
+        "help": "keep each token's residual stream at its query row (float16, projected to --hidden-dim)"})
+    hidden_dim: int = field(default=256, metadata={
+        "help": "dimensions of the stored hidden states after a fixed random projection (0: no projection)"})
+    hidden_layers: list[int] | None = field(default=None, metadata={
+        "help": "decoder layers whose hidden states are kept (default: the Eq. 6 target layers)"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1 (default: cuda if available)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, float16 or bfloat16"})
     layers: list[int] | None = field(default=None, metadata={"help": "traced layers (default: all)"})

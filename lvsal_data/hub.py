@@ -122,7 +122,7 @@ def render_card(traces: Traces, repo_id: str | None = None, license: str = "othe
 
     m = redact(traces.manifest, dataset=traces.root)  # nothing of the user's machine in a card
     cols = set(traces.arrow("tokens").schema.names) if traces.paths("tokens") else set()
-    tok_schema = tokens_schema("rows" in cols, "lookback" in cols)
+    tok_schema = tokens_schema("rows" in cols, "lookback" in cols, "hidden" in cols, "p_hallucinated" in cols)
     info = [
         {"config_name": name, **datasets.DatasetInfo(features=features(schema))._to_yaml_dict()}
         for name, schema in (("tokens", tok_schema), ("samples", SAMPLES))
@@ -147,7 +147,8 @@ def render_card(traces: Traces, repo_id: str | None = None, license: str = "othe
         max_new_tokens=m["max_new_tokens"], seed=m["seed"], layers=m["layers"], target_layers=m["target_layers"],
         n_samples=m["rows"]["samples"], n_tokens=m["rows"]["tokens"], n_skipped=len(m["skipped"]),
         schema_version=m["schema_version"], metrics_table=metrics_table(metrics),
-        has_rows="rows" in cols, has_lookback="lookback" in cols, limitations=limitations,
+        has_rows="rows" in cols, has_lookback="lookback" in cols, has_hidden="hidden" in cols,
+        has_p="p_hallucinated" in cols, limitations=limitations,
     )
     return str(card)
 

@@ -8,9 +8,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .aggregates import summary_columns
 from .labels import TokenLabel, find_mentions, label_tokens
 from .models import Spans
-from .schema import SEGMENTS
 from .sources import Sample
 from .tracing import Trace
 from .yesno import STRICT, label_yes_no, parse_yes_no
@@ -86,26 +86,21 @@ def token_rows(
         labels = label_tokens(offsets, text, sample.objects)
     rows = []
     for tok, lab, span, piece in zip(trace.tokens, labels, offsets, pieces):
-        s = tok.summary
         row: dict[str, Any] = {
             "sample_id": sample.id, "image_id": sample.image_id, "decoding": decoding,
             "position": tok.position, "token_id": tok.token_id, "token": piece,
             "word": lab.word or _word_at(text, span), "object": lab.object, "label": lab.label,
-            "mention_start": lab.mention_start, "logprob": tok.logprob, "entropy": tok.entropy,
-            "saliency": s.saliency,
+            "mention_start": lab.mention_start,
             "sgrs_tries": tok.record.get("tries"), "sgrs_rejected": tok.record.get("rejected"),
             "sgrs_fallback": tok.record.get("fallback"), "sgrs_tau": tok.record.get("tau"),
-            "sal_last": s.sal_last.tolist(),
+            "guided_intervened": tok.record.get("intervened"), "guided_replaced": tok.record.get("replaced"),
+            "guided_p_top": tok.record.get("p_top"), "guided_p_chosen": tok.record.get("p_chosen"),
+            **summary_columns(tok.summary, tok.logprob, tok.entropy, tok.hidden, lookback),
         }
-        for k, seg in enumerate(SEGMENTS):
-            row[f"sal_{seg}"] = s.sal[k].tolist()
-            row[f"len_{seg}"] = int(s.lengths[k])
-            row[f"att_{seg}"] = s.att[k].astype(np.float16).tolist()
         if store_rows:
             row["rows"] = tok.row.tolist() if tok.row is not None else None
-        if lookback:
-            with np.errstate(under="ignore"):  # ratios below float16's range store as 0, as intended
-                row["lookback"] = s.lookback.astype(np.float16).tolist() if s.lookback is not None else None
+        if tok.p_hallucinated is not None:
+            row["p_hallucinated"] = tok.p_hallucinated
         rows.append(row)
     return rows
 
@@ -116,7 +111,8 @@ def sample_row(sample: Sample, trace: Trace, spans: Spans, text: str, decoding: 
     mentions = [m.category for m in find_mentions(text)] if sample.task == "caption" else []
     truth = set(sample.objects)
     hallucinated = sorted({m for m in mentions if m not in truth})
-    steps = [t.record for t in trace.tokens if t.record]
+    steps = [t.record for t in trace.tokens if "tries" in t.record]  # SGRS's
+    guided = [t.record for t in trace.tokens if "intervened" in t.record]
     yesno = sample.task == "yesno"
     return {
         "sample_id": sample.id, "image_id": sample.image_id, "source": sample.source, "split": sample.split,
@@ -132,5 +128,7 @@ def sample_row(sample: Sample, trace: Trace, spans: Spans, text: str, decoding: 
         "span_instruction": list(spans.instruction),
         "sgrs_rejection_rate": _f(np.mean([r.get("rejected", 0) > 0 for r in steps])) if steps else None,
         "sgrs_fallback_rate": _f(np.mean([bool(r.get("fallback")) for r in steps])) if steps else None,
+        "guided_intervention_rate": _f(np.mean([r["intervened"] for r in guided])) if guided else None,
+        "guided_replacement_rate": _f(np.mean([r["replaced"] for r in guided])) if guided else None,
         "seed": seed,
     }

@@ -125,7 +125,7 @@ class Registry(Generic[T]):
 #: Decoding strategies (a :class:`lvsal_data.decoding.Decoder` subclass each).
 DECODINGS: Registry[Any] = Registry("decoding")
 for _name, _target in (("greedy", "base:Greedy"), ("sample", "base:AncestralSampling"), ("sgrs", "sgrs:SGRS"),
-                       ("locore", "locore:LocoRE"), ("sgrs+locore", "locore:SGRSLocoRE")):
+                       ("locore", "locore:LocoRE"), ("sgrs+locore", "locore:SGRSLocoRE"), ("guided", "guided:Guided")):
     DECODINGS.register_lazy(_name, f"lvsal_data.decoding.{_target}")
 
 #: Annotated sample sources (a factory ``(arg, **options) -> Source`` each), named in ``--data`` specs.

@@ -96,6 +96,8 @@ class Step:
         logits: ``(batch, vocab)`` float32 next-token logits, detached.
         attention: ``(batch, layers, heads, q + 1)`` float32 attention rows of the traced layers,
             detached, at their absolute columns.
+        hidden: ``(batch, hidden layers, hidden size)`` float32 residual stream at the query row,
+            the output of each of the engine's ``hidden_layers`` (None when it has none), detached.
     """
 
     position: int
@@ -104,6 +106,7 @@ class Step:
     _graph_logits: Tensor = field(repr=False)  # (batch, vocab)
     _graph_attn: list[Tensor] = field(repr=False)  # per layer (batch, heads, queries, keys of the layer), in the graph
     _used: bool = field(default=False, repr=False)
+    hidden: Tensor | None = None
 
     def saliency(self, targets: Tensor | Sequence[int] | Sequence[Sequence[int]] | int) -> Tensor:
         """Saliency rows of K target tokens per sample, from one (batched) backward.
@@ -237,6 +240,8 @@ class SaliencyEngine:
             autograd run through the whole cached past as plain eager attention does (the
             reference path; both give the same rows).
         prefix_lm: The prompt is read bidirectionally (default: the model's family says).
+        hidden_layers: Decoder layers whose output (the residual stream) at the query row each
+            step also returns (:attr:`Step.hidden`), read by forward hooks in the same forward.
 
     Example:
         >>> engine = SaliencyEngine(model)  # doctest: +SKIP
@@ -246,7 +251,7 @@ class SaliencyEngine:
     """
 
     def __init__(self, model: Any, layers: Sequence[int] | None = None, fast: bool = True,
-                 prefix_lm: bool | None = None) -> None:
+                 prefix_lm: bool | None = None, hidden_layers: Sequence[int] | None = None) -> None:
         check_eager(model)
         self.model = model
         self.fast = fast
@@ -257,6 +262,13 @@ class SaliencyEngine:
             raise InputError(f"layers {bad or self.layers} out of range: this model traces layers "
                              f"{_ranges(sorted(modules))} (those with self-attention)")
         self._modules = [modules[l] for l in self.layers]
+        decoder_layers = attention.decoder_layers(model)
+        self.hidden_layers = [int(l) for l in hidden_layers or ()]
+        bad = [l for l in self.hidden_layers if not 0 <= l < len(decoder_layers)]
+        if bad:
+            raise InputError(f"hidden-state layers {bad} out of range: this model has {len(decoder_layers)} decoder "
+                             f"layers (0..{len(decoder_layers) - 1})")
+        self._hidden_modules = [decoder_layers[l] for l in self.hidden_layers]
         if prefix_lm is None:
             from .families import FAMILIES
 
@@ -280,24 +292,33 @@ class SaliencyEngine:
 
     # -- the model, driven as generate() drives it ---------------------------------------------
     @contextmanager
-    def _grad_forward(self) -> Iterator[list[Tensor]]:
+    def _grad_forward(self) -> Iterator[tuple[list[Tensor], list[Tensor]]]:
         """Gradients on, the embedding output a leaf that requires grad (the weights do not),
-        and hooks that collect each traced layer's attention weights."""
+        and hooks that collect each traced layer's attention weights and each hidden-state
+        layer's output at the last position."""
         captured: list[Tensor | None] = [None] * len(self._modules)
+        hidden: list[Tensor | None] = [None] * len(self._hidden_modules)
 
         def capture(k: int) -> Any:
             def hook(module: nn.Module, args: Any, output: Any) -> None:
                 captured[k] = output[1] if isinstance(output, tuple) and len(output) > 1 else None
             return hook
 
+        def capture_hidden(k: int) -> Any:
+            def hook(module: nn.Module, args: Any, output: Any) -> None:
+                states = output[0] if isinstance(output, tuple) else output
+                hidden[k] = states[:, -1].detach().float()
+            return hook
+
         embeddings = self.model.get_input_embeddings()
         with ExitStack() as stack:
             handles = [m.register_forward_hook(capture(k)) for k, m in enumerate(self._modules)]
+            handles += [m.register_forward_hook(capture_hidden(k)) for k, m in enumerate(self._hidden_modules)]
             handles.append(embeddings.register_forward_hook(lambda m, a, out: out.detach().requires_grad_(True)))
             stack.callback(lambda: [h.remove() for h in handles])
             stack.enter_context(torch.enable_grad())
             stack.enter_context(attention.scope(self.model) if self.fast else nullcontext())
-            yield captured  # type: ignore[misc]
+            yield captured, hidden  # type: ignore[misc]
 
     def _forward(self, ids: Tensor, length: int | None, first: bool) -> Any:
         """One forward of the last ``length`` tokens of ``ids`` (None: all), cache updated."""
@@ -381,7 +402,7 @@ class SaliencyEngine:
 
     def _step(self, ids: Tensor, length: int, first: bool) -> Step:
         try:
-            with self._grad_forward() as captured:
+            with self._grad_forward() as (captured, hidden):
                 out = self._forward(ids, length, first)
             self._live_used = all(attention.was_used(v) for v in self._handed)
         finally:
@@ -402,7 +423,8 @@ class SaliencyEngine:
         logits = out.logits[:, -1]
         return Step(position=self._position, logits=logits.detach().float(),
                     attention=torch.stack([_absolute(a[:, :, -1].detach().float(), wide) for a in captured], dim=1),
-                    _graph_logits=logits, _graph_attn=list(captured))
+                    _graph_logits=logits, _graph_attn=list(captured),
+                    hidden=torch.stack(hidden, dim=1) if hidden else None)
 
     def drop(self, keep: Sequence[int]) -> None:
         """Keep only the samples at indices ``keep`` of the current batch (finished ones leave):

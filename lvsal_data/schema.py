@@ -15,7 +15,7 @@ import pyarrow as pa
 if TYPE_CHECKING:
     import datasets
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 #: A query row's column segments, in the order of every per-segment column and array.
 SEGMENTS: tuple[str, ...] = ("system", "image", "instruction", "output")
 
@@ -41,25 +41,41 @@ TOKENS = pa.schema(
         *[pa.field(f"len_{s}", pa.int32()) for s in SEGMENTS],  # segment lengths
         *[pa.field(f"att_{s}", pa.list_(_f16)) for s in SEGMENTS],  # attention mass per layer, head-mean
         pa.field("sal_last", pa.list_(_f32)),  # Shat at column q (the preceding token) per layer
+        # head-mean attention over the image tokens, per layer (NaN without image tokens)
+        pa.field("img_entropy", pa.list_(_f32)),  # entropy after renormalising over the image tokens (nats)
+        pa.field("img_max", pa.list_(_f32)),  # largest share of the row on one image token
+        pa.field("img_top10", pa.list_(_f32)),  # share of the row on the 10 most attended image tokens
         # SGRS step records (null for other decodings)
         pa.field("sgrs_tries", pa.int16()),
         pa.field("sgrs_rejected", pa.int16()),
         pa.field("sgrs_fallback", pa.bool_()),
         pa.field("sgrs_tau", _f32),
+        # guided decoding's step records (null for other decodings)
+        pa.field("guided_intervened", pa.bool_()),  # the detector chose among the eligible candidates
+        pa.field("guided_replaced", pa.bool_()),  # ... and chose another than the most likely one
+        pa.field("guided_p_top", _f32),  # the detector's probability of the most likely candidate
+        pa.field("guided_p_chosen", _f32),  # ... and of the emitted one
     ]
 )
 
-#: Optional token columns (``--store-rows``, ``--lookback-heads``).
+#: Optional token columns (``--store-rows``, ``--lookback-heads``, ``--hidden-states``, ``--detector``).
 ROWS_FIELD = pa.field("rows", pa.list_(_f16))  # layer-mean Shat over the text columns 0..q minus the image
 LOOKBACK_FIELD = pa.field("lookback", pa.list_(pa.list_(_f16)))  # layers x heads
+#: hidden layers x D: the residual stream at the query row (the output of each of the manifest's
+#: ``hidden.layers``), after the manifest's fixed random projection to D dimensions.
+HIDDEN_FIELD = pa.field("hidden", pa.list_(pa.list_(_f16)))
+#: The hallucination probability the run's detector gave the token when it was written.
+P_HALLUCINATED_FIELD = pa.field("p_hallucinated", _f32)
 
 
-def tokens_schema(rows: bool = False, lookback: bool = False) -> pa.Schema:
+def tokens_schema(rows: bool = False, lookback: bool = False, hidden: bool = False,
+                  p_hallucinated: bool = False) -> pa.Schema:
+    """The tokens table with the optional columns a run stores, in a fixed order."""
     schema = TOKENS
-    if rows:
-        schema = schema.append(ROWS_FIELD)
-    if lookback:
-        schema = schema.append(LOOKBACK_FIELD)
+    for wanted, extra in ((rows, ROWS_FIELD), (lookback, LOOKBACK_FIELD), (hidden, HIDDEN_FIELD),
+                          (p_hallucinated, P_HALLUCINATED_FIELD)):
+        if wanted:
+            schema = schema.append(extra)
     return schema
 
 
@@ -91,6 +107,8 @@ SAMPLES = pa.schema(
         pa.field("span_instruction", pa.list_(pa.int32())),
         pa.field("sgrs_rejection_rate", _f32),
         pa.field("sgrs_fallback_rate", _f32),
+        pa.field("guided_intervention_rate", _f32),  # share of steps where the detector chose
+        pa.field("guided_replacement_rate", _f32),  # share of steps that emitted another than the top token
         pa.field("seed", pa.int64(), nullable=False),
     ]
 )

@@ -498,3 +498,26 @@ def tiny_paligemma_processor(words: list[str]) -> Any:
     images = SiglipImageProcessorPil(size={"height": 28, "width": 28})
     images.image_seq_length = 4
     return PaliGemmaProcessor(image_processor=images, tokenizer=tokenizer)
+
+
+def write_logit_detector(path: Any, coef: Sequence[float] = (1.0, 0.0), intercept: float = 0.0) -> Any:
+    """Write a detector file (``lvsal fit-detector``'s format) on the ``logit`` features
+    (log-probability, entropy) with the given weights and a unit scaler, for tests of the
+    guided decoding and of online scoring. Returns ``path``.
+
+    With the default weights its probability rises with the token's log-probability, so the
+    guided decoding prefers the least likely eligible candidate: a decoding that visibly differs
+    from greedy.
+    """
+    import json
+    from pathlib import Path
+
+    from .scoring import FORMAT
+
+    doc = {"format": FORMAT, "feature_set": "logit", "feature_names": ["logprob", "entropy"],
+           "params": {"model": "logistic", "C": 1.0, "max_iter": 1000, "class_weight": "balanced", "random_state": 0},
+           "classes": [0, 1], "scaler": {"mean": [0.0, 0.0], "scale": [1.0, 1.0], "var": [1.0, 1.0],
+                                         "n_samples_seen": 2},
+           "logistic": {"coef": [list(coef)], "intercept": [intercept]}, "meta": {}}
+    Path(path).write_text(json.dumps(doc))
+    return path

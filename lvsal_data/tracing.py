@@ -16,7 +16,7 @@ import torch
 from .aggregates import TokenSummary, summarize
 from .attention import attention_modules
 from .config import DEFAULT_MAX_NEW_TOKENS
-from .decoding.base import Context, Decoder, Greedy
+from .decoding.base import Context, Decoder, Greedy, StepView
 from .errors import InputError
 from .layers import default_target_layers
 from .models import Spans
@@ -34,6 +34,8 @@ class TracedToken:
     summary: TokenSummary
     record: dict[str, Any] = field(default_factory=dict)
     row: np.ndarray | None = None  # (text columns,) float16 layer-mean Shat, when kept
+    hidden: np.ndarray | None = None  # (hidden layers, D) float16 projected residual stream, when kept
+    p_hallucinated: float | None = None  # the run's detector's probability, when it has one
 
 
 @dataclass
@@ -71,6 +73,23 @@ def default_layers(model: Any) -> tuple[list[int], list[int]]:
     return traced, default_target_layers(model.config.get_text_config().num_hidden_layers, traced)
 
 
+def hidden_projection(hidden_size: int, dim: int, seed: int) -> torch.Tensor | None:
+    """The fixed random projection of stored hidden states: ``(hidden_size, dim)`` float32 with
+    N(0, 1/dim) entries drawn from ``seed`` on the CPU (the same matrix on every machine), or None
+    (states stored whole) when ``dim`` is 0 or not below ``hidden_size``.
+
+    Example:
+        >>> hidden_projection(64, 16, seed=0).shape, hidden_projection(64, 64, seed=0)
+        (torch.Size([64, 16]), None)
+    """
+    if dim < 0:
+        raise InputError(f"--hidden-dim must be >= 0 (0: no projection), got {dim}")
+    if dim == 0 or dim >= hidden_size:
+        return None
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.randn(hidden_size, dim, generator=generator) / dim**0.5
+
+
 def trace_generate(
     model: Any,
     inputs: Mapping[str, Any],
@@ -84,6 +103,8 @@ def trace_generate(
     generator: torch.Generator | None = None,
     keep_rows: bool = False,
     lookback: bool = False,
+    hidden_layers: Sequence[int] | None = None,
+    hidden_projection: torch.Tensor | None = None,
 ) -> Trace:
     """Decode an answer to ``inputs`` and summarise every generated token's saliency.
 
@@ -100,6 +121,10 @@ def trace_generate(
         generator: Seeded generator for sampling decoders.
         keep_rows: Keep each token's layer-mean Shat row over the text columns (float16).
         lookback: Keep the per-head Lookback-Lens ratio.
+        hidden_layers: Decoder layers whose output at the query row each token keeps
+            (:attr:`TracedToken.hidden`, float16), read in the same step.
+        hidden_projection: ``(hidden_size, D)`` matrix the kept states are multiplied by
+            (:func:`hidden_projection`; None: kept whole).
 
     Returns:
         A :class:`Trace`.
@@ -110,7 +135,8 @@ def trace_generate(
     """
     return trace_batch(model, inputs, [spans], [decoder or Greedy()], max_new_tokens=max_new_tokens, layers=layers,
                        target_layers=target_layers, eos_token_ids=eos_token_ids, generators=[generator],
-                       keep_rows=keep_rows, lookback=lookback)[0]
+                       keep_rows=keep_rows, lookback=lookback, hidden_layers=hidden_layers,
+                       hidden_projection=hidden_projection)[0]
 
 
 def trace_batch(
@@ -126,6 +152,9 @@ def trace_batch(
     generators: Sequence[torch.Generator | None] | None = None,
     keep_rows: bool = False,
     lookback: bool = False,
+    hidden_layers: Sequence[int] | None = None,
+    hidden_projection: torch.Tensor | None = None,
+    tokenizer: Any = None,
 ) -> list[Trace]:
     """:func:`trace_generate` for a batch of left-padded prompts, traced together.
 
@@ -139,6 +168,7 @@ def trace_batch(
         spans: The B prompts' spans, in the padded coordinates of ``inputs``.
         decoders: One decoder per sample, of one class (they share the attention scope).
         generators: One generator per sample (None: unseeded).
+        tokenizer: The model's tokenizer, for decoders that read the answer's text (guided).
         Others: as :func:`trace_generate`.
     """
     batch = inputs["input_ids"].shape[0]
@@ -163,9 +193,10 @@ def trace_batch(
     stop = eos_ids(model) if eos_token_ids is None else set(eos_token_ids)
     generators = list(generators) if generators is not None else [None] * batch
     for decoder, s, g in zip(decoders, spans, generators):
-        decoder.reset(Context(spans=s, target=target_idx, generator=g))
+        decoder.reset(Context(spans=s, target=target_idx, generator=g, tokenizer=tokenizer))
     with decoders[0].attention(model, spans[0].answer_start):
-        tokens = _decode(model, inputs, spans, decoders, layers, target_idx, stop, max_new_tokens, keep_rows, lookback)
+        tokens = _decode(model, inputs, spans, decoders, layers, target_idx, stop, max_new_tokens, keep_rows, lookback,
+                         hidden_layers, hidden_projection)
     return [Trace(tokens=t, layers=layers, target_layers=target_layers,
                   stopped_by_eos=bool(t) and t[-1].token_id in stop)
             for t in tokens]
@@ -173,8 +204,9 @@ def trace_batch(
 
 def _decode(model: Any, inputs: Mapping[str, Any], spans: Sequence[Spans], decoders: Sequence[Decoder],
             layers: list[int], target_idx: list[int], stop: set[int], max_new_tokens: int, keep_rows: bool,
-            lookback: bool) -> list[list[TracedToken]]:
-    engine = SaliencyEngine(model, layers)
+            lookback: bool, hidden_layers: Sequence[int] | None,
+            projection: torch.Tensor | None) -> list[list[TracedToken]]:
+    engine = SaliencyEngine(model, layers, hidden_layers=hidden_layers)
     step = engine.start(inputs)
     tokens: list[list[TracedToken]] = [[] for _ in decoders]
     active = list(range(len(decoders)))  # sample index of each batch row
@@ -183,15 +215,21 @@ def _decode(model: Any, inputs: Mapping[str, Any], spans: Sequence[Spans], decod
         rows = step.saliency(torch.stack(candidates).to(step.logits.device))  # (rows, K, layers, q + 1)
         logp = torch.log_softmax(step.logits, dim=-1)
         entropy = -(logp.exp() * logp).sum(dim=-1)
+        hidden = None
+        if step.hidden is not None:
+            states = step.hidden if projection is None else step.hidden @ projection.to(step.hidden.device)
+            hidden = states.cpu().numpy().astype(np.float16)  # (rows, hidden layers, D)
         emitted = []
         for r, b in enumerate(active):
+            decoders[b].observe(StepView(step.position, step.attention[r], logp[r], float(entropy[r]),
+                                         None if hidden is None else hidden[r]))
             choice = decoders[b].decide(candidates[r], step.logits[r], rows[r])
             summary = summarize(choice.rows, step.attention[r], spans[b], step.position, target_idx, lookback)
             row = None
             if keep_rows:
                 row = choice.rows.mean(dim=0)[text_columns(spans[b], step.position)].cpu().numpy().astype(np.float16)
             tokens[b].append(TracedToken(i, choice.token, float(logp[r, choice.token]), float(entropy[r]), summary,
-                                         choice.record, row))
+                                         choice.record, row, None if hidden is None else hidden[r]))
             emitted.append(choice.token)
         keep = [r for r, token in enumerate(emitted) if token not in stop]
         if not keep or i + 1 == max_new_tokens:
@@ -204,4 +242,5 @@ def _decode(model: Any, inputs: Mapping[str, Any], spans: Sequence[Spans], decod
     return tokens
 
 
-__all__ = ["Trace", "TracedToken", "default_layers", "eos_ids", "text_columns", "trace_batch", "trace_generate"]
+__all__ = ["Trace", "TracedToken", "default_layers", "eos_ids", "hidden_projection", "text_columns", "trace_batch",
+           "trace_generate"]

@@ -117,6 +117,13 @@ def validate_collect(cfg: CollectConfig, lvlm: Any = None) -> None:
     if outside:
         raise InputError(f"{option if target is not None else 'the default target layers'} {outside} are not among "
                          f"the traced --layers {traced}; trace them too or choose others")
+    if cfg.hidden_dim < 0:
+        raise InputError(f"--hidden-dim must be >= 0 (0: no projection), got {cfg.hidden_dim}")
+    if cfg.hidden_layers is not None and not cfg.hidden_states:
+        raise InputError("--hidden-layers needs --hidden-states")
+    check_layers("--hidden-layers", cfg.hidden_layers, n_layers, cfg.model)
+    if cfg.detector:
+        check_detector(cfg)
     source = open_source(cfg.data)
     available = len(source) if hasattr(source, "__len__") else sum(1 for _ in source)
     n = available if cfg.limit is None else min(cfg.limit, available)
@@ -125,4 +132,23 @@ def validate_collect(cfg: CollectConfig, lvlm: Any = None) -> None:
         raise InputError(f"no samples to collect ({why}); nothing was written")
 
 
-__all__ = ["check_layers", "hub_reachable", "model_config", "validate_collect"]
+def check_detector(cfg: CollectConfig) -> Any:
+    """Read ``--detector`` and refuse it if the run will not store the columns it reads.
+
+    Returns:
+        The :class:`~lvsal_data.scoring.LinearDetector`.
+    """
+    from .scoring import LinearDetector
+
+    detector = LinearDetector.load(cfg.detector)
+    names = detector.feature_names
+    needs = [(any(n.startswith("lookback[") for n in names) and not cfg.lookback_heads, "--lookback-heads"),
+             (any(n.startswith("hidden[") for n in names) and not cfg.hidden_states, "--hidden-states")]
+    missing = [flag for need, flag in needs if need]
+    if missing:
+        raise InputError(f"the detector {cfg.detector} reads features this run does not store: "
+                         f"add {' and '.join(missing)}")
+    return detector
+
+
+__all__ = ["check_detector", "check_layers", "hub_reachable", "model_config", "validate_collect"]

@@ -109,8 +109,16 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for name, spec in (("test", "synthetic:split=test,n=24"), ("held", "synthetic:split=test,n=24,seed=1")):
             out[name] = root / name
             collect(CollectConfig(data=spec, out=str(out[name]), max_new_tokens=40, lookback_heads=True,
-                                  batch_size="8"), progress=False)  # rows are batch-1's (test_batch.py)
+                                  hidden_states=True, hidden_dim=16, batch_size="8"),
+                    progress=False)  # rows are batch-1's (test_batch.py)
     return out
+
+
+@pytest.fixture(scope="module")
+def fitted(traces: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """fit-detector on the test traces, transferred to the held-out ones."""
+    out = tmp_path_factory.mktemp("det")
+    return fit_detectors(traces["test"], out, eval_traces=traces["held"], progress=False), out
 
 
 def test_features_of_each_set(traces: dict[str, Path]) -> None:
@@ -119,25 +127,84 @@ def test_features_of_each_set(traces: dict[str, Path]) -> None:
     assert len(data.y) > 0 and set(data.frame["label"]) <= {"correct", "hallucinated"}
     assert data.frame["mention_start"].all()
     n_layers, n_heads = t.manifest["model"]["num_layers"], t.manifest["model"]["num_heads"]
+    hidden = len(t.manifest["hidden"]["layers"]) * 16
+    assert t.manifest["hidden"]["projected"] and t.manifest["hidden"]["layers"] == t.manifest["target_layers"]
     sizes = {name: feature_matrix(data, name)[0].shape[1] for name in FEATURE_SETS.names()}
-    assert sizes == {"saliency": 5 * n_layers + 1, "attention": n_layers * n_heads, "logit": 2,
-                     "all": 5 * n_layers + 1 + n_layers * n_heads + 2}
+    assert sizes == {"saliency": 5 * n_layers + 1, "attention": n_layers * n_heads, "image_attention": 3 * n_layers,
+                     "logit": 2, "hidden": hidden,
+                     "all": 5 * n_layers + 1 + n_layers * n_heads + 3 * n_layers + 2 + hidden}
     assert all(np.isfinite(feature_matrix(data, name)[0]).all() for name in FEATURE_SETS.names())
 
 
-def test_fit_detector_writes_its_report(traces: dict[str, Path], tmp_path: Path) -> None:
-    report = fit_detectors(traces["test"], tmp_path / "det")
-    for name in ("saliency", "attention", "logit", "all"):
+def test_a_feature_set_the_traces_lack_is_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lvsal_data.errors import InputError
+
+    monkeypatch.setenv("LVSAL_CACHE", str(tmp_path / "cache"))
+    collect(CollectConfig(data="synthetic:split=test,n=2", out=str(tmp_path / "t"), max_new_tokens=4), progress=False)
+    with pytest.raises(InputError, match="'hidden'.*lacks hidden.*--hidden-states"):
+        feature_matrix(load_tokens(open_traces(tmp_path / "t")), "hidden")
+
+
+def test_fit_detector_ranks_every_set_and_reports_transfer(traces: dict[str, Path], fitted: tuple[dict, Path]) -> None:
+    report, out = fitted
+    sets = ["saliency", "attention", "image_attention", "logit", "hidden", "all"]
+    assert sorted(report["ranking"]) == sorted(sets) and not report["meta"]["skipped_sets"]
+    aurocs = [report[name]["auroc"]["value"] for name in report["ranking"]]
+    assert aurocs == sorted(aurocs, reverse=True)
+    assert [report[n]["rank"] for n in report["ranking"]] == [1, 2, 3, 4, 5, 6]
+    for name in sets:
         r = report[name]
         assert r["n_pos"] > 0 and r["n_neg"] > 0
         for key in ("auroc", "auprc"):
             assert set(r[key]) == {"value", "ci_low", "ci_high"}
             assert r[key]["ci_low"] <= r[key]["value"] <= r[key]["ci_high"]
-    written = json.loads((tmp_path / "det" / "report.json").read_text())
+        t = report["transfer"][name]
+        assert t["drop"]["value"] == pytest.approx(t["auroc"]["value"] - r["auroc"]["value"])
+        assert t["drop"]["ci_low"] <= t["drop"]["value"] <= t["drop"]["ci_high"]
+    written = json.loads((out / "report.json").read_text())
     assert written["saliency"]["n_pos"] == report["saliency"]["n_pos"]
-    assert (tmp_path / "det" / "roc.png").stat().st_size > 1000
-    scored = score_traces(tmp_path / "det" / "detector.json", traces["held"])
+    assert (out / "roc.png").stat().st_size > 1000
+    scored = score_traces(out / "detector.json", traces["held"])
     assert len(scored) > 0 and scored["p_hallucinated"].between(0, 1).all()
+    # the transfer figure is the saved detector (all features, fitted on all test traces) on the held traces
+    held = ranking_metrics((scored["label"] == "hallucinated").to_numpy(int), scored["p_hallucinated"].to_numpy(),
+                           scored["image_id"].to_numpy())
+    assert held["auroc"]["value"] == pytest.approx(report["transfer"]["all"]["auroc"]["value"])
+
+
+def test_the_saved_detector_scores_without_sklearn_as_sklearn_does(traces: dict[str, Path],
+                                                                  fitted: tuple[dict, Path]) -> None:
+    from lvsal_data.scoring import LinearDetector
+
+    _, out = fitted
+    fitted_detector, _ = load_detector(out / "detector.json")
+    data = load_tokens(open_traces(traces["held"]))
+    X, _ = feature_matrix(data, "all")
+    np.testing.assert_allclose(LinearDetector.load(out / "detector.json").score_rows(data.frame),
+                               fitted_detector.score_samples(X), rtol=1e-10, atol=1e-12)
+
+
+def test_online_p_hallucinated_equals_the_offline_detector(traces: dict[str, Path], fitted: tuple[dict, Path],
+                                                          tmp_path: Path) -> None:
+    import pandas as pd
+
+    from lvsal_data.errors import InputError
+
+    _, out = fitted
+    detector = str(out / "detector.json")
+    run = CollectConfig(data="synthetic:split=test,n=6,seed=2", out=str(tmp_path / "online"), max_new_tokens=24,
+                        lookback_heads=True, hidden_states=True, hidden_dim=16, detector=detector, batch_size="3")
+    with pytest.raises(InputError, match="--hidden-states"):  # refused before anything is written
+        collect(CollectConfig(**{**run.__dict__, "hidden_states": False, "out": str(tmp_path / "refused")}),
+                progress=False)
+    assert not (tmp_path / "refused").exists()
+    collect(run, progress=False)
+    online = pd.read_parquet(tmp_path / "online" / "data" / "tokens")
+    assert online["p_hallucinated"].notna().all()
+    offline = score_traces(detector, tmp_path / "online").merge(online, on=["sample_id", "position"])
+    assert len(offline) > 0
+    np.testing.assert_allclose(offline["p_hallucinated_y"], offline["p_hallucinated_x"], rtol=1e-6, atol=1e-7)
+    assert open_traces(tmp_path / "online").manifest["detector"]["feature_set"] == "all"
 
 
 def test_calibration_reports_rates_on_data_it_was_not_tuned_on(traces: dict[str, Path]) -> None:
@@ -217,3 +284,21 @@ def test_verify_never_reports_old_traces_under_new_settings(tmp_path: Path, monk
     assert main([*args, "--resume"]) == 0  # the same settings: the finished traces are reused
     again = json.loads((tmp_path / "v" / "metrics.json").read_text())
     assert again["greedy"]["chair_s"] == first["greedy"]["chair_s"] and again["locore"]["n"] == 2
+
+
+def test_verify_compares_the_guided_decoding(fitted: tuple[dict, Path], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from lvsal_data.commands import VerifyConfig, verify
+
+    monkeypatch.setenv("LVSAL_CACHE", str(tmp_path / "cache"))
+    _, out = fitted
+    verify(VerifyConfig(data="synthetic:split=test,n=6", out=str(tmp_path / "v"), max_new_tokens=16, batch_size="3",
+                        decodings=["greedy", "sgrs", "guided"], detector=str(out / "detector.json"),
+                        lookback_heads=True, hidden_states=True, hidden_dim=16, guided_when="every"),
+           progress=False)
+    m = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert m["guided"]["n"] == 6 and set(m["vs_greedy"]) == {"sgrs", "guided"}
+    assert set(m["vs_greedy"]["guided"]["chair_s"]) == {"value", "ci_low", "ci_high", "p_value"}
+    assert m["guided"]["guided_intervention_rate"] > 0  # every step with two eligible candidates
+    assert 0 <= m["guided"]["guided_replacement_rate"] <= m["guided"]["guided_intervention_rate"]
+    assert "the detector chose among the candidates" in (tmp_path / "v" / "report.md").read_text()

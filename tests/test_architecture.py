@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
      ("lvsal_data", "lvsal_data.errors", "lvsal_data.io", "lvsal_data.registry", "lvsal_data.vocab",
       "lvsal_data.labels", "lvsal_data.yesno", "lvsal_data.prompts", "lvsal_data.stats", "lvsal_data.metrics",
       "lvsal_data.schema", "lvsal_data.store", "lvsal_data.layers", "lvsal_data.config", "lvsal_data.families",
-      "lvsal_data.hub")),
+      "lvsal_data.hub", "lvsal_data.features", "lvsal_data.scoring", "lvsal_data.typing")),
     ("collecting (models, saliency, decoding, sources, the collector, the organism)", ("lvsal_data.",)),
     ("analysis (reads trace datasets)", ("analysis",)),
     ("commands", ("lvsal_data.commands", "lvsal_data.cli")),

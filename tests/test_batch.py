@@ -8,6 +8,9 @@ sample's trace does not depend on which samples share its batch.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,14 +20,17 @@ from lvsal_data.config import DecodingOptions
 from lvsal_data.decoding import DECODINGS, build_decoder
 from lvsal_data.errors import InputError
 from lvsal_data.saliency import SaliencyEngine
-from lvsal_data.testing import TinyLVLM, stack_inputs, with_grid
+from lvsal_data.testing import TinyLVLM, stack_inputs, with_grid, write_logit_detector
 from lvsal_data.tracing import Trace, trace_batch
 
 STEPS = 4
 #: (system, instruction) lengths of the batch's prompts: three different prompt lengths.
 SHAPES = [(4, 5), (7, 3), (5, 6)]
+#: A detector that prefers the least likely eligible candidate: guided decoding differs from greedy.
+DETECTOR = write_logit_detector(Path(tempfile.mkdtemp()) / "detector.json")
 OPTIONS = {"sgrs": DecodingOptions(sgrs_alpha=1.0), "sgrs+locore": DecodingOptions(sgrs_alpha=1.0, locore_beta=2.0),
-           "locore": DecodingOptions(locore_beta=2.0, locore_window=3)}
+           "locore": DecodingOptions(locore_beta=2.0, locore_window=3),
+           "guided": DecodingOptions(detector=str(DETECTOR), guided_when="every", guided_floor=0.0)}
 
 
 def _samples(tiny: TinyLVLM) -> list[tuple[dict, object]]:

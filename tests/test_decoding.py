@@ -11,7 +11,7 @@ from lvsal_data import SaliencyEngine, trace_generate
 from lvsal_data.decoding import SGRS, DecodingOptions, LocoREParams, build_decoder, locore
 from lvsal_data.decoding.locore import recent_answer_mask
 from lvsal_data.errors import InputError
-from lvsal_data.testing import TinyLVLM
+from lvsal_data.testing import TinyLVLM, write_logit_detector
 
 STEPS = 8
 
@@ -264,15 +264,85 @@ def test_locore_bad_layers(tiny_models) -> None:
             pass
 
 
-def test_every_registered_decoding_returns_valid_traces(tiny_models) -> None:
+def test_every_registered_decoding_returns_valid_traces(tiny_models, tmp_path) -> None:
     from lvsal_data.decoding import DECODINGS
 
     tiny = tiny_models["llava"]
     inputs, spans = tiny.inputs(n_answer=0)
+    guided = DecodingOptions(detector=str(write_logit_detector(tmp_path / "d.json")), guided_when="every")
     for name in DECODINGS:
-        trace = trace_generate(tiny.model, inputs, spans, build_decoder(name), max_new_tokens=4, eos_token_ids=[],
-                               generator=torch.Generator().manual_seed(0))
+        trace = trace_generate(tiny.model, inputs, spans, build_decoder(name, guided if name == "guided" else None),
+                               max_new_tokens=4, eos_token_ids=[], generator=torch.Generator().manual_seed(0))
         assert len(trace.tokens) == 4
         for t in trace.tokens:
             assert math.isfinite(t.summary.saliency) and t.summary.sal.shape[1] == 4
             assert ("tries" in t.record) == name.startswith("sgrs")
+
+
+def test_guided_with_a_constant_detector_is_greedy(tiny: TinyLVLM, tmp_path) -> None:
+    """A detector that scores every candidate alike (here: ~0) leaves the most likely one."""
+    from lvsal_data.decoding import Guided
+    from lvsal_data.scoring import LinearDetector
+
+    inputs, spans = tiny.inputs(n_answer=0)
+    zero = LinearDetector.load(write_logit_detector(tmp_path / "zero.json", coef=(0.0, 0.0), intercept=-50.0))
+    guided = trace_generate(tiny.model, inputs, spans, Guided(zero, floor=0.0, when="every"), max_new_tokens=STEPS,
+                            eos_token_ids=[])
+    greedy = trace_generate(tiny.model, inputs, spans, max_new_tokens=STEPS, eos_token_ids=[])
+    assert guided.token_ids == greedy.token_ids
+    assert all(t.record["intervened"] and not t.record["replaced"] for t in guided.tokens)
+
+
+def test_guided_takes_the_eligible_candidate_the_detector_scores_lowest(tiny_models, tmp_path) -> None:
+    """With p rising with log-probability, the least likely candidate above the floor is emitted;
+    the floor bounds how unlikely it may be."""
+    from lvsal_data.decoding import Guided
+    from lvsal_data.scoring import LinearDetector
+
+    tiny = tiny_models["llava"]
+    inputs, spans = tiny.inputs(n_answer=0)
+    detector = LinearDetector.load(write_logit_detector(tmp_path / "d.json"))
+    for floor in (0.0, 0.5):
+        decoder = Guided(detector, k=4, floor=floor, when="every")
+        trace = trace_generate(tiny.model, inputs, spans, decoder, max_new_tokens=STEPS, eos_token_ids=[])
+        engine = SaliencyEngine(tiny.model)
+        step = engine.start(inputs)
+        for tok in trace.tokens:
+            probs = torch.softmax(step.logits[0].double(), -1)
+            top = probs.topk(4)
+            eligible = [int(t) for p, t in zip(top.values, top.indices) if p >= floor * top.values[0]]
+            assert tok.token_id == min(eligible, key=lambda t: float(probs[t]))
+            assert tok.record["replaced"] == (tok.token_id != eligible[0])
+            step = engine.step([tok.token_id])
+
+
+def test_guided_bad_parameters(tmp_path) -> None:
+    from lvsal_data.decoding import Context, Guided
+    from lvsal_data.scoring import LinearDetector
+
+    with pytest.raises(InputError, match="needs --detector"):
+        build_decoder("guided")
+    detector = LinearDetector.load(write_logit_detector(tmp_path / "d.json"))
+    for kwargs, message in (({"k": 0}, "k >= 1"), ({"floor": 2.0}, "floor"), ({"when": "sometimes"}, "guided-when")):
+        with pytest.raises(InputError, match=message):
+            Guided(detector, **kwargs)
+    with pytest.raises(InputError, match="tokenizer"):
+        Guided(detector).reset(Context(spans=None, target=[0]))
+    (tmp_path / "bad.json").write_text('{"format": "something-else"}')
+    with pytest.raises(InputError, match="not an lvsal detector"):
+        LinearDetector.load(tmp_path / "bad.json")
+
+
+def test_guided_mentions_mode_reads_the_answer_text(tmp_path) -> None:
+    """At mention starts only: the most likely candidate must start a word that begins an object name."""
+    from lvsal_data.decoding import Context, Guided
+    from lvsal_data.models import load_lvlm
+    from lvsal_data.scoring import LinearDetector
+
+    tokenizer = load_lvlm("organism", device="cpu").tokenizer
+    decoder = Guided(LinearDetector.load(write_logit_detector(tmp_path / "d.json")))
+    decoder.reset(Context(spans=None, target=[0], tokenizer=tokenizer))
+    decoder.answer = tokenizer.encode("A photo of a", add_special_tokens=False)
+    word = lambda text: tokenizer.encode(" " + text, add_special_tokens=False)[0]  # noqa: E731
+    assert decoder._could_start_mention(word("dog"))
+    assert not decoder._could_start_mention(word("the"))

@@ -72,3 +72,39 @@ def test_bad_arguments(tiny_models: dict[str, TinyLVLM]) -> None:
         trace_generate(tiny.model, inputs, spans, layers=[0], target_layers=[1])
     with pytest.raises(UnknownNameError, match="valid: greedy, locore, sample, sgrs, sgrs\\+locore"):
         DECODINGS["beam"]
+
+
+def test_image_attention_and_hidden_states_equal_a_full_forward(tiny: TinyLVLM) -> None:
+    """The image-attention columns and the hidden states come from the traced step itself; they
+    equal a brute-force forward of the whole sequence (prompt + answer) at each query row."""
+    from lvsal_data.aggregates import image_attention
+    from lvsal_data.attention import attention_modules, decoder_layers
+    from lvsal_data.saliency import SaliencyEngine
+    from lvsal_data.tracing import hidden_projection
+
+    inputs, spans = tiny.inputs(n_answer=0)
+    n_layers = len(decoder_layers(tiny.model))
+    hidden_layers = list(range(n_layers - 1))  # hidden_states[-1] is after the final norm, not a layer's output
+    trace = trace_generate(tiny.model, inputs, spans, max_new_tokens=4, eos_token_ids=[], hidden_layers=hidden_layers)
+    full = tiny.with_answer(inputs, trace.token_ids)
+    with torch.no_grad():
+        out = tiny.model(**full, output_attentions=True, output_hidden_states=True)
+    traced = sorted(attention_modules(tiny.model))
+    by_layer = dict(zip(range(n_layers) if len(out.attentions) == n_layers else traced, out.attentions))
+    engine = SaliencyEngine(tiny.model, hidden_layers=hidden_layers)
+    step = engine.start(inputs)
+    for i, tok in enumerate(trace.tokens):
+        q = spans.answer_start + i - 1
+        att = torch.stack([by_layer[l][0, :, q, : q + 1].float() for l in trace.layers]).mean(dim=1)
+        for got, want in zip((tok.summary.img_entropy, tok.summary.img_max, tok.summary.img_top),
+                             image_attention(att, spans.image)):
+            np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+        states = torch.stack([out.hidden_states[l + 1][0, q].float() for l in hidden_layers])
+        np.testing.assert_allclose(step.hidden[0].numpy(), states.numpy(), atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(tok.hidden.astype(np.float32), states.numpy(), rtol=2e-3, atol=1e-3)  # float16
+        step = engine.step([tok.token_id])
+    projection = hidden_projection(states.shape[-1], 8, seed=0)
+    projected = trace_generate(tiny.model, inputs, spans, max_new_tokens=1, eos_token_ids=[],
+                               hidden_layers=[0], hidden_projection=projection).tokens[0].hidden
+    first = out.hidden_states[1][0, spans.answer_start - 1].float() @ projection
+    np.testing.assert_allclose(projected[0].astype(np.float32), first.numpy(), rtol=2e-3, atol=1e-3)

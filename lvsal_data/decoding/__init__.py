@@ -1,5 +1,5 @@
 """Decoding strategies, registered by name in :data:`lvsal_data.registry.DECODINGS`: ``greedy``,
-``sample``, ``sgrs``, ``locore``, ``sgrs+locore``. Each builds itself from the run's
+``sample``, ``sgrs``, ``locore``, ``sgrs+locore``, ``guided`` (detector-guided). Each builds itself from the run's
 :class:`~lvsal_data.config.DecodingOptions` (:func:`build_decoder`)."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from typing import Any
 
 from ..config import DecodingOptions
 from ..registry import DECODINGS
-from .base import AncestralSampling, Choice, Context, Decoder, Greedy
+from .base import AncestralSampling, Choice, Context, Decoder, Greedy, StepView
+from .guided import Guided
 from .locore import LocoRE, LocoREParams, SGRSLocoRE, locore
 from .sgrs import SGRS
 
@@ -20,5 +21,5 @@ def build_decoder(name: str, options: DecodingOptions | None = None,
     return DECODINGS[name].from_options(options or DecodingOptions(), calibration)
 
 
-__all__ = ["AncestralSampling", "Choice", "Context", "DECODINGS", "Decoder", "DecodingOptions", "Greedy", "LocoRE",
-           "LocoREParams", "SGRS", "SGRSLocoRE", "build_decoder", "locore"]
+__all__ = ["AncestralSampling", "Choice", "Context", "DECODINGS", "Decoder", "DecodingOptions", "Greedy", "Guided",
+           "LocoRE", "LocoREParams", "SGRS", "SGRSLocoRE", "StepView", "build_decoder", "locore"]

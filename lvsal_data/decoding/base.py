@@ -36,12 +36,25 @@ class Choice:
 
 
 @dataclass
+class StepView:
+    """What one step of a sequence shows a decoder besides its candidates' rows (the guided
+    decoding reads it to score candidates as the collector scores tokens)."""
+
+    position: int  # the query row q
+    attention: Tensor  # (layers, heads, q + 1) attention rows of the traced layers
+    logprobs: Tensor  # (vocab,) log-softmax of the step's logits
+    entropy: float  # of the step's next-token distribution
+    hidden: Any = None  # (hidden layers, D) float16 numpy: the run's stored hidden states, if any
+
+
+@dataclass
 class Context:
     """What a decoder may know about the sequence it decodes."""
 
     spans: Spans
     target: list[int]  # indices into the traced layers of the Eq. 6 target layers
     generator: torch.Generator | None = None
+    tokenizer: Any = None  # the model's tokenizer, where the caller has one
 
 
 class Decoder:
@@ -65,6 +78,9 @@ class Decoder:
         decoder and resets it."""
         self.context = context
         self.generator = context.generator
+
+    def observe(self, view: StepView) -> None:
+        """See the step before :meth:`decide` (default: nothing to see)."""
 
     def propose(self, logits: Tensor) -> Tensor:  # pragma: no cover - abstract
         """``(K,)`` token ids whose saliency rows the decision needs, from the ``(vocab,)`` logits
