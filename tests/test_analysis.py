@@ -77,6 +77,21 @@ def test_out_of_fold_scores_never_see_their_image() -> None:
     assert ranking_metrics(y, Memoriser().fit(X, y).score_samples(X), groups)["auroc"]["value"] == 1.0
 
 
+def test_ranking_metrics_equal_sklearns() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from analysis.detectors import auroc, average_precision
+
+    rng = np.random.default_rng(0)
+    for n, ties in ((50, False), (200, True), (7, True)):
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        scores = rng.integers(0, 5, n).astype(float) if ties else rng.normal(size=n)
+        assert auroc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+        assert average_precision(y, scores) == pytest.approx(average_precision_score(y, scores), abs=1e-12)
+    assert math.isnan(auroc(np.zeros(4), np.arange(4.0))) and math.isnan(average_precision(np.zeros(4), np.arange(4.0)))
+
+
 def test_intervals_bracket_the_value() -> None:
     X, y, groups = _toy()
     scores = out_of_fold(HallucinationDetector(), X, y, groups)

@@ -66,8 +66,6 @@ def fit_detectors(traces_dir: str | Path, out: str | Path, features: str = "all"
 
     traces = open_traces(traces_dir)
     data = load_tokens(traces)
-    check_available(data.frame.columns, features, str(traces_dir))  # an unknown name lists the valid ones
-    target = load_tokens(open_traces(eval_traces)) if eval_traces is not None else None
     y, groups = np.asarray(data.y), np.asarray(data.groups)
     images = {label: len(np.unique(groups[y == label])) for label in (0, 1)}
     if y.sum() == 0 or y.sum() == len(y) or len(np.unique(groups)) < n_splits or min(images.values()) < 2:
@@ -75,6 +73,8 @@ def fit_detectors(traces_dir: str | Path, out: str | Path, features: str = "all"
                          f"{int(y.sum())} hallucinated and {int(len(y) - y.sum())} correct mention starts in "
                          f"{len(np.unique(groups))} images (need >= {n_splits} images, each label in >= 2); "
                          "collect more samples")
+    check_available(data.frame.columns, features, str(traces_dir))  # an unknown name lists the valid ones
+    target = load_tokens(open_traces(eval_traces)) if eval_traces is not None else None
     out = Path(out)
     report: dict[str, Any] = {}
     curves = {}
