@@ -69,8 +69,39 @@ for _type, _family in {
     "gemma3": Family("Gemma 3", image_markers=("boi_token_index", "eoi_token_index")),
     # PaliGemma / PaliGemma 2: <image>... <bos> prompt \n, the whole prompt a bidirectional prefix
     "paligemma": Family("PaliGemma", prefix_lm=True),
+    # Llama 3.2 Vision: the image enters through cross-attention layers (over image tiles, not traced); in
+    # the sequence it is the one <|image|> token, so the image segment is that one column
+    "mllama": Family("Llama 3.2 Vision"),
+    # hybrids: only the full-attention layers (config.layer_types) have attention rows; the linear-attention
+    # (Gated DeltaNet) and short-convolution layers carry a recurrent / convolution state instead
+    "qwen3_5": Family("Qwen3.5", image_markers=_QWEN_MARKERS),
+    # <|image_start|> [<|img_row_1_col_1|>] <image>... [... <|img_thumbnail|> <image>...] <|image_end|>
+    "lfm2_vl": Family("LFM2-VL", marker_tokens=("<|image_start|>", "<|img_row_1_col_1|>", "<|image_end|>")),
 }.items():
     FAMILIES.register(_type)(_family)
+
+
+#: ``config.layer_types`` entries of layers with self-attention (hybrids' others: "linear_attention", "conv").
+SELF_ATTENTION_TYPES = frozenset({"full_attention", "sliding_attention", "chunked_attention"})
+
+
+def self_attention_layers(config: Any) -> list[int]:
+    """Indices of the language model's layers with self-attention, read from the config alone.
+
+    Every layer, less a hybrid model's linear-attention / convolution layers (``layer_types``) and
+    Llama 3.2 Vision's cross-attention layers (``cross_attention_layers``). The engine's traced
+    layers; the tests check it against the modules of every tiny family.
+
+    Example:
+        >>> from types import SimpleNamespace as C
+        >>> self_attention_layers(C(get_text_config=lambda: C(num_hidden_layers=4, cross_attention_layers=[1])))
+        [0, 2, 3]
+    """
+    text = config.get_text_config()
+    types = getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers
+    cross = set(getattr(text, "cross_attention_layers", None) or ())
+    kinds = types[: text.num_hidden_layers]
+    return [i for i, kind in enumerate(kinds) if kind in SELF_ATTENTION_TYPES and i not in cross]
 
 
 def family_of(config: Any) -> Family:
@@ -88,4 +119,4 @@ def family_of(config: Any) -> Family:
     return FAMILIES[model_type]
 
 
-__all__ = ["FAMILIES", "Family", "family_of"]
+__all__ = ["FAMILIES", "Family", "SELF_ATTENTION_TYPES", "family_of", "self_attention_layers"]
