@@ -10,7 +10,8 @@ import torch
 from lvsal_data import find_spans
 from lvsal_data.decoding import locore
 from lvsal_data.attention import attention_modules
-from lvsal_data.families import FAMILIES, self_attention_layers
+from lvsal_data.errors import UnsupportedModelError
+from lvsal_data.families import FAMILIES, family_of, self_attention_layers
 from lvsal_data.models import image_marker_ids, image_token_id
 from lvsal_data.testing import TinyLVLM
 from lvsal_data.tracing import default_layers
@@ -97,3 +98,12 @@ def test_image_markers_by_token_string_belong_to_the_image(tiny_models: dict[str
     spans = find_spans(ids, cfg, markers=image_marker_ids(cfg, _tokenizer(vocab)))
     end = 2 + len(tokens)
     assert spans.system == (0, 2) and spans.image == (2, end) and spans.instruction == (end, ids.shape[1])
+
+
+def test_phi4_multimodal_is_refused_with_its_reason() -> None:
+    """Refused in one line that says why, before any weights load (load_lvlm checks the config first)."""
+    from transformers import Phi4MultimodalConfig
+
+    with pytest.raises(UnsupportedModelError, match="Phi-4-multimodal is not supported: .*torchvision") as err:
+        family_of(Phi4MultimodalConfig())
+    assert "\n" not in str(err.value)
