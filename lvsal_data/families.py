@@ -8,7 +8,13 @@ original release broke on other models). Register a family of your own from your
     FAMILIES.register("my_vlm")(Family("MyVLM", marker_tokens=("<img>", "</img>")))
 
 A family added here must also have a tiny builder in :mod:`lvsal_data.testing` (the suite
-checks every registered family against brute force and fails for one without a builder).
+checks every registered family against brute force and fails for one without a builder) and a
+tiny processor in :mod:`lvsal_data.tiny_processors` (for ``lvsal collect`` end to end).
+
+Not every layer has attention rows: hybrid models (Qwen3.5's Gated DeltaNet, LFM2's short
+convolutions) and Llama 3.2 Vision's cross-attention layers are left out of the traced layers,
+read from the config by :func:`self_attention_layers`. Families that cannot be traced exactly and
+safely are refused with their reason (:data:`REFUSED`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class Family:
             another (``--system-prompt``); None: the chat template's own default, if any.
         prefix_lm: The prompt is read bidirectionally (PaliGemma): the engine runs it whole with
             gradients instead of prefilling all but its last token.
+        card_note: What a reader of this family's trace datasets must know (rendered into the
+            dataset card), e.g. Llama 3.2 Vision's one-token image segment.
     """
 
     name: str
@@ -43,6 +51,7 @@ class Family:
     marker_tokens: tuple[str, ...] = ()
     system_prompt: str | None = None
     prefix_lm: bool = False
+    card_note: str | None = None
 
 
 #: model_type -> :class:`Family`.
@@ -71,7 +80,10 @@ for _type, _family in {
     "paligemma": Family("PaliGemma", prefix_lm=True),
     # Llama 3.2 Vision: the image enters through cross-attention layers (over image tiles, not traced); in
     # the sequence it is the one <|image|> token, so the image segment is that one column
-    "mllama": Family("Llama 3.2 Vision"),
+    "mllama": Family("Llama 3.2 Vision", card_note=(
+        "Llama 3.2 Vision reads the image through cross-attention layers (over image tiles), whose rows are not "
+        "traced: in the sequence the image is the one `<|image|>` token, so the image segment (`sal_image`, "
+        "`att_image`, `len_image` = 1) is that token alone, and `layers` lists the self-attention layers only.")),
     # hybrids: only the full-attention layers (config.layer_types) have attention rows; the linear-attention
     # (Gated DeltaNet) and short-convolution layers carry a recurrent / convolution state instead
     "qwen3_5": Family("Qwen3.5", image_markers=_QWEN_MARKERS),

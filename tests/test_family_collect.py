@@ -91,4 +91,6 @@ def test_collect_end_to_end(family: str, tmp_path: Path, cache: Path, capsys: py
         assert (tokens["len_image"] > 0).all() and (tokens["len_instruction"] > 0).all()
         if decoding == "sgrs":
             assert tokens["sgrs_tries"].notna().all()
+        note = FAMILIES[family].card_note  # Llama 3.2 Vision's one-token image segment, in its dataset card
+        assert note is None or note in (out / "README.md").read_text()
 
