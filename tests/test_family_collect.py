@@ -94,3 +94,16 @@ def test_collect_end_to_end(family: str, tmp_path: Path, cache: Path, capsys: py
         note = FAMILIES[family].card_note  # Llama 3.2 Vision's one-token image segment, in its dataset card
         assert note is None or note in (out / "README.md").read_text()
 
+
+
+def test_layers_without_self_attention_are_refused_before_loading(tmp_path: Path, cache: Path,
+                                                                 capsys: pytest.CaptureFixture,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Qwen3.5's layer 0 is linear attention: no saliency rows, so --layers 0 is one clear line."""
+    monkeypatch.setenv("LVSAL_CACHE", str(cache))
+    folder = save_tiny("qwen3_5", tmp_path / "model", WORDS)
+    capsys.readouterr()
+    code = main(["collect", "--model", str(folder), "--data", "synthetic:split=test,n=4", "--out", str(tmp_path / "o"),
+                 "--layers", "0,1", "--device", "cpu", "--threads", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "layer(s) [0]" in err and "have no self-attention" in err and "1,3" in err, err
