@@ -8,7 +8,13 @@ original release broke on other models). Register a family of your own from your
     FAMILIES.register("my_vlm")(Family("MyVLM", marker_tokens=("<img>", "</img>")))
 
 A family added here must also have a tiny builder in :mod:`lvsal_data.testing` (the suite
-checks every registered family against brute force and fails for one without a builder).
+checks every registered family against brute force and fails for one without a builder) and a
+tiny processor in :mod:`lvsal_data.tiny_processors` (for ``lvsal collect`` end to end).
+
+Not every layer has attention rows: hybrid models (Qwen3.5's Gated DeltaNet, LFM2's short
+convolutions) and Llama 3.2 Vision's cross-attention layers are left out of the traced layers,
+read from the config by :func:`self_attention_layers`. Families that cannot be traced exactly and
+safely are refused with their reason (:data:`REFUSED`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class Family:
             another (``--system-prompt``); None: the chat template's own default, if any.
         prefix_lm: The prompt is read bidirectionally (PaliGemma): the engine runs it whole with
             gradients instead of prefilling all but its last token.
+        card_note: What a reader of this family's trace datasets must know (rendered into the
+            dataset card), e.g. Llama 3.2 Vision's one-token image segment.
     """
 
     name: str
@@ -43,6 +51,7 @@ class Family:
     marker_tokens: tuple[str, ...] = ()
     system_prompt: str | None = None
     prefix_lm: bool = False
+    card_note: str | None = None
 
 
 #: model_type -> :class:`Family`.
@@ -69,17 +78,64 @@ for _type, _family in {
     "gemma3": Family("Gemma 3", image_markers=("boi_token_index", "eoi_token_index")),
     # PaliGemma / PaliGemma 2: <image>... <bos> prompt \n, the whole prompt a bidirectional prefix
     "paligemma": Family("PaliGemma", prefix_lm=True),
+    # Llama 3.2 Vision: the image enters through cross-attention layers (over image tiles, not traced); in
+    # the sequence it is the one <|image|> token, so the image segment is that one column
+    "mllama": Family("Llama 3.2 Vision", card_note=(
+        "Llama 3.2 Vision reads the image through cross-attention layers (over image tiles), whose rows are not "
+        "traced: in the sequence the image is the one `<|image|>` token, so the image segment (`sal_image`, "
+        "`att_image`, `len_image` = 1) is that token alone, and `layers` lists the self-attention layers only.")),
+    # hybrids: only the full-attention layers (config.layer_types) have attention rows; the linear-attention
+    # (Gated DeltaNet) and short-convolution layers carry a recurrent / convolution state instead
+    "qwen3_5": Family("Qwen3.5", image_markers=_QWEN_MARKERS),
+    # <|image_start|> [<|img_row_1_col_1|>] <image>... [... <|img_thumbnail|> <image>...] <|image_end|>
+    "lfm2_vl": Family("LFM2-VL", marker_tokens=("<|image_start|>", "<|img_row_1_col_1|>", "<|image_end|>")),
 }.items():
     FAMILIES.register(_type)(_family)
+
+
+#: model_type -> why the family is refused (one line), for families users ask for that cannot be traced
+#: exactly and safely with the transformers this package supports.
+REFUSED: dict[str, str] = {
+    "phi4_multimodal": (
+        "Phi-4-multimodal is not supported: its image processor exists only with torchvision, and transformers' "
+        "Phi4MultimodalModel fails every image forward once an output_attentions call has followed a plain one "
+        "(the vision tower's output hooks are installed twice and its selected hidden state is lost); its "
+        "language-model rows were exact on a tiny model (1.5e-7), so it can be added once that is fixed"),
+}
+
+#: ``config.layer_types`` entries of layers with self-attention (hybrids' others: "linear_attention", "conv").
+SELF_ATTENTION_TYPES = frozenset({"full_attention", "sliding_attention", "chunked_attention"})
+
+
+def self_attention_layers(config: Any) -> list[int]:
+    """Indices of the language model's layers with self-attention, read from the config alone.
+
+    Every layer, less a hybrid model's linear-attention / convolution layers (``layer_types``) and
+    Llama 3.2 Vision's cross-attention layers (``cross_attention_layers``). The engine's traced
+    layers; the tests check it against the modules of every tiny family.
+
+    Example:
+        >>> from types import SimpleNamespace as C
+        >>> self_attention_layers(C(get_text_config=lambda: C(num_hidden_layers=4, cross_attention_layers=[1])))
+        [0, 2, 3]
+    """
+    text = config.get_text_config()
+    types = getattr(text, "layer_types", None) or ["full_attention"] * text.num_hidden_layers
+    cross = set(getattr(text, "cross_attention_layers", None) or ())
+    kinds = types[: text.num_hidden_layers]
+    return [i for i, kind in enumerate(kinds) if kind in SELF_ATTENTION_TYPES and i not in cross]
 
 
 def family_of(config: Any) -> Family:
     """The :class:`Family` of a model config.
 
     Raises:
-        UnsupportedModelError: The model type is not registered (the message lists the supported ones).
+        UnsupportedModelError: The model type is refused (:data:`REFUSED`, the message says why) or not
+            registered (the message lists the supported ones).
     """
     model_type = getattr(config, "model_type", None)
+    if model_type in REFUSED:
+        raise UnsupportedModelError(REFUSED[model_type])
     if model_type not in FAMILIES:
         raise UnsupportedModelError(
             f"model_type {model_type!r} is not a supported LVLM family; supported: {', '.join(FAMILIES.names())}. "
@@ -88,4 +144,4 @@ def family_of(config: Any) -> Family:
     return FAMILIES[model_type]
 
 
-__all__ = ["FAMILIES", "Family", "family_of"]
+__all__ = ["FAMILIES", "Family", "REFUSED", "SELF_ATTENTION_TYPES", "family_of", "self_attention_layers"]

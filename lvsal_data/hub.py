@@ -149,8 +149,16 @@ def render_card(traces: Traces, repo_id: str | None = None, license: str = "othe
         schema_version=m["schema_version"], metrics_table=metrics_table(metrics),
         has_rows="rows" in cols, has_lookback="lookback" in cols, has_hidden="hidden" in cols,
         has_p="p_hallucinated" in cols, limitations=limitations,
+        family_note=family_note(m["model"].get("model_type")),
     )
     return str(card)
+
+
+def family_note(model_type: str | None) -> str | None:
+    """The card note of a model family (:attr:`~lvsal_data.families.Family.card_note`), if any."""
+    from .families import FAMILIES
+
+    return FAMILIES[model_type].card_note if model_type in FAMILIES else None
 
 
 def redact_manifest(root: str | os.PathLike) -> Path:

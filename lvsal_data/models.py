@@ -346,6 +346,7 @@ def load_lvlm(
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
     config = AutoConfig.from_pretrained(path, **kwargs)
     family_of(config)  # fail before downloading weights
+    processor = load_processor(path, config, **kwargs)  # and before loading them (a processor may need torchvision)
     try:
         model = AutoModelForImageTextToText.from_pretrained(
             path, attn_implementation="eager", dtype=torch_dtype, **kwargs
@@ -356,7 +357,6 @@ def load_lvlm(
         raise
     check_eager(model)
     model.to(device).eval()
-    processor = load_processor(path, config, **kwargs)
     # the organism was trained without a system prompt; every other model gets its family's standard one
     standard = None if name_or_path == ORGANISM else family_of(config).system_prompt
     return LVLM(model=model, processor=processor, name=name_or_path, revision=revision,
@@ -379,10 +379,18 @@ def load_processor(path: str, config: Any, **kwargs: Any) -> Any:
     from transformers import AutoProcessor
     from transformers.utils import is_torchvision_available
 
-    cls = _processor_class(config)
-    if cls is None or is_torchvision_available() or not any("video" in name for name in cls.get_attributes()):
-        return AutoProcessor.from_pretrained(path, **kwargs)
-    return image_only(cls).from_pretrained(path, **kwargs)
+    try:
+        cls = _processor_class(config)
+        if cls is None or is_torchvision_available() or not any("video" in name for name in cls.get_attributes()):
+            return AutoProcessor.from_pretrained(path, **kwargs)
+        return image_only(cls).from_pretrained(path, **kwargs)
+    except (ImportError, ValueError) as err:
+        if "torchvision" not in str(err).lower():
+            raise
+        # Pixtral's (Mistral 3) and LFM2-VL's image processors exist only as torchvision ones
+        raise UnsupportedModelError(f"{path}: the processor of model_type {config.model_type!r} needs torchvision, "
+                                    "which is not installed; install the torchvision build that matches your torch"
+                                    ) from None
 
 
 def image_only(cls: type) -> type:

@@ -396,7 +396,9 @@ class SaliencyEngine:
         tokens = torch.as_tensor(tokens, device=self._ids.device).reshape(-1, 1)
         if tokens.shape[0] != self._ids.shape[0]:
             raise InputError(f"{tokens.shape[0]} tokens for a batch of {self._ids.shape[0]}")
-        self._kwargs = self.model._update_model_kwargs_for_generation(self._last, self._kwargs)
+        # as generate() calls it (Llama 3.2 Vision's override takes is_encoder_decoder without a default)
+        self._kwargs = self.model._update_model_kwargs_for_generation(
+            self._last, self._kwargs, is_encoder_decoder=bool(self.model.config.is_encoder_decoder))
         self._ids = torch.cat([self._ids, tokens], dim=1)
         return self._step(self._ids, 1, first=False)
 

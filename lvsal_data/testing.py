@@ -53,6 +53,8 @@ class TinyLVLM:
             batch["token_type_ids"] = (ids == self.image_token_id).long()
         if self.family in _PREFIX_LM:  # 0: the bidirectional prefix (the prompt), 1: the causal answer
             batch["token_type_ids"] = (torch.arange(ids.shape[1]) >= ids.shape[1] - n_answer).long()[None]
+        if self.family in _CROSS_ATTENTION:  # (batch, seq, images, tiles): tokens from the image's on see its tile
+            batch["cross_attention_mask"] = (torch.arange(ids.shape[1]) >= start).long()[None, :, None, None]
         dtype = next(self.model.parameters()).dtype
         batch = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in batch.items()}
         return batch, spans
@@ -62,22 +64,26 @@ class TinyLVLM:
         the family marks answer text (teacher forcing)."""
         n = len(tokens)
         out = dict(inputs, input_ids=torch.cat([inputs["input_ids"], torch.tensor([list(tokens)])], dim=1))
-        fill = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": int(self.family in _PREFIX_LM)}
+        fill = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": int(self.family in _PREFIX_LM),
+                "cross_attention_mask": 1}
         for key, value in fill.items():
             if key in inputs:
-                out[key] = torch.cat([inputs[key], torch.full((1, n), value, dtype=inputs[key].dtype)], dim=1)
+                shape = (1, n, *inputs[key].shape[2:])
+                out[key] = torch.cat([inputs[key], torch.full(shape, value, dtype=inputs[key].dtype)], dim=1)
         return out
 
 
 #: Families whose M-RoPE reads which tokens are image ones from ``mm_token_type_ids`` (1: image).
-_MM_TOKEN_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+_MM_TOKEN_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5")
+#: Families whose text sees the image through cross-attention, per token by ``cross_attention_mask``.
+_CROSS_ATTENTION = ("mllama",)
 #: Families whose mask reads image blocks (attended bidirectionally) from ``token_type_ids``.
 _TOKEN_TYPES = ("gemma3",)
 #: Families whose prompt is a bidirectional prefix, told apart from the answer by ``token_type_ids``.
 _PREFIX_LM = ("paligemma",)
 
-#: Inputs with one entry per token (``(batch, seq)``): left-padded when prompts are stacked.
-_PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+#: Inputs with one entry per token (``(batch, seq, ...)``): left-padded when prompts are stacked.
+_PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids", "cross_attention_mask")
 
 
 def stack_inputs(samples: Sequence[tuple[dict[str, torch.Tensor], Spans]]
@@ -91,8 +97,8 @@ def stack_inputs(samples: Sequence[tuple[dict[str, torch.Tensor], Spans]]
     for inputs, s in samples:
         pad = width - int(inputs["input_ids"].shape[1])
         for key, value in inputs.items():
-            if key in _PER_TOKEN:
-                value = torch.nn.functional.pad(value, (pad, 0))
+            if key in _PER_TOKEN:  # padded along dimension 1
+                value = torch.nn.functional.pad(value, (0, 0) * (value.dim() - 2) + (pad, 0))
             batch.setdefault(key, []).append(value)
         spans.append(shift_spans(s, pad))
     return {key: torch.cat(values, dim=0) for key, values in batch.items()}, spans
@@ -348,6 +354,73 @@ def tiny_paligemma(*, seed: int = 2) -> TinyLVLM:
     return TinyLVLM(model, "paligemma", 4, pixels)
 
 
+def tiny_mllama(*, seed: int = 3) -> TinyLVLM:
+    """A tiny Llama 3.2 Vision (``MllamaForConditionalGeneration``): 5 text layers, of which 1 and 3
+    cross-attend to the image tiles (their tanh gates opened, which training does and the init does not,
+    so the image reaches the answer), the others self-attend; one 28 x 28 tile. In the sequence the image
+    is the one ``<|image|>`` token; ``cross_attention_mask`` lets the tokens from it on see the tile.
+    Seed 3: lower seeds greedily repeat one token."""
+    from transformers import MllamaConfig, MllamaForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1, attention_heads=4,
+                  image_size=28, patch_size=14, max_num_tiles=1, supported_aspect_ratios=[[1, 1]],
+                  intermediate_layers_indices=[0], vision_output_dim=64)
+    text = dict(_text(num_key_value_heads=2, num_hidden_layers=5, cross_attention_layers=[1, 3]),
+                model_type="mllama_text_model")
+    config = MllamaConfig(vision_config=vision, text_config=text, image_token_index=VOCAB - 1)
+    config._attn_implementation = "eager"
+    model = MllamaForConditionalGeneration(config)
+    with torch.no_grad():
+        for layer in model.model.language_model.layers:
+            if hasattr(layer, "cross_attn"):
+                layer.cross_attn_attn_gate.fill_(1.0)
+                layer.cross_attn_mlp_gate.fill_(1.0)
+    pixels = lambda g: {"pixel_values": torch.randn(1, 1, 1, 3, 28, 28, generator=g),  # noqa: E731
+                        "aspect_ratio_ids": torch.tensor([[1]]),
+                        "aspect_ratio_mask": torch.ones(1, 1, 1, dtype=torch.long)}
+    return TinyLVLM(_finish(model), "mllama", 1, pixels)
+
+
+def tiny_qwen3_5(*, seed: int = 1) -> TinyLVLM:
+    """A tiny Qwen3.5 (``Qwen3_5ForConditionalGeneration``), a hybrid: layers 0 and 2 are Gated DeltaNet
+    linear attention (a recurrent state and a convolution state, no attention rows), 1 and 3 full
+    attention (gated, q / k norms, partial interleaved M-RoPE); a (1, 4, 4) image grid."""
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+
+    text = dict(num_key_value_heads=2, head_dim=16, layer_types=["linear_attention", "full_attention"] * 2,
+                linear_conv_kernel_dim=4, linear_key_head_dim=8, linear_value_head_dim=8, linear_num_key_heads=2,
+                linear_num_value_heads=4,
+                rope_parameters={"rope_type": "default", "mrope_section": [2, 1, 1], "mrope_interleaved": True,
+                                 "rope_theta": 10000.0, "partial_rotary_factor": 0.5})
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=16, spatial_merge_size=2,
+                  temporal_patch_size=2, out_hidden_size=64, num_position_embeddings=16)
+    return _qwen_vl("qwen3_5", Qwen3_5Config, Qwen3_5ForConditionalGeneration, text, vision, seed)
+
+
+def tiny_lfm2_vl(*, seed: int = 1) -> TinyLVLM:
+    """A tiny LFM2-VL (``Lfm2VlForConditionalGeneration``: SigLIP2 NaFlex tower, pixel unshuffle by 2, LFM2
+    text model with tied embeddings), a hybrid: layers 0 and 2 are gated short convolutions (a
+    convolution state, no attention rows), 1 and 3 attention; one 4 x 4 grid of 8-pixel patches is 4
+    image tokens. Initialised at std 0.1: at 0.02 the tied embeddings make every seed repeat the last
+    prompt token."""
+    from transformers import Lfm2VlConfig, Lfm2VlForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = dict(model_type="siglip2_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, patch_size=8, num_patches=16)
+    text = dict(_text(num_key_value_heads=2, layer_types=["conv", "full_attention"] * 2, conv_L_cache=3,
+                      block_auto_adjust_ff_dim=False, initializer_range=0.1), model_type="lfm2")
+    config = Lfm2VlConfig(vision_config=vision, text_config=text, image_token_id=VOCAB - 1, projector_hidden_size=64,
+                          downsample_factor=2)
+    config._attn_implementation = "eager"
+    model = _finish(Lfm2VlForConditionalGeneration(config))
+    pixels = lambda g: {"pixel_values": torch.randn(1, 16, 3 * 8 * 8, generator=g),  # noqa: E731
+                        "spatial_shapes": torch.tensor([[4, 4]]),
+                        "pixel_attention_mask": torch.ones(1, 16, dtype=torch.long)}
+    return TinyLVLM(model, "lfm2_vl", 4, pixels)
+
+
 def _count_image_tokens(model: Any, pixels: Callable[[torch.Generator], dict[str, torch.Tensor]]) -> int:
     """How many image features (so placeholder tokens) the model makes of one image."""
     with torch.no_grad():
@@ -370,6 +443,9 @@ BUILDERS: dict[str, Callable[..., TinyLVLM]] = {
     "mistral3": tiny_mistral3,
     "gemma3": tiny_gemma3,
     "paligemma": tiny_paligemma,
+    "mllama": tiny_mllama,
+    "qwen3_5": tiny_qwen3_5,
+    "lfm2_vl": tiny_lfm2_vl,
 }
 
 

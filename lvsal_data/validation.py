@@ -94,6 +94,7 @@ def validate_collect(cfg: CollectConfig, lvlm: Any = None) -> None:
     Raises:
         InputError: The first option that does not fit, by name.
     """
+    from .families import self_attention_layers
     from .layers import default_target_layers
     from .models import num_text_layers
     from .sources import open_source
@@ -112,8 +113,14 @@ def validate_collect(cfg: CollectConfig, lvlm: Any = None) -> None:
     if target is None and cfg.calibration:
         target, option = load_calibration(cfg.calibration).get("target_layers"), f"target_layers of {cfg.calibration}"
     check_layers(option, target, n_layers, cfg.model)
-    traced = list(cfg.layers) if cfg.layers is not None else list(range(n_layers))
-    outside = sorted(set(target if target is not None else default_target_layers(n_layers)) - set(traced))
+    attention = self_attention_layers(config)  # hybrids and Llama 3.2 Vision: not every layer
+    without = sorted(set(cfg.layers or ()) - set(attention))
+    if without:
+        raise InputError(f"--layers {','.join(map(str, cfg.layers))}: layer(s) {without} of --model {cfg.model} "
+                         "have no self-attention (so no saliency rows); its layers with self-attention: "
+                         f"{','.join(map(str, attention))}")
+    traced = list(cfg.layers) if cfg.layers is not None else attention
+    outside = sorted(set(target if target is not None else default_target_layers(n_layers, attention)) - set(traced))
     if outside:
         raise InputError(f"{option if target is not None else 'the default target layers'} {outside} are not among "
                          f"the traced --layers {traced}; trace them too or choose others")

@@ -9,9 +9,12 @@ import torch
 
 from lvsal_data import find_spans
 from lvsal_data.decoding import locore
-from lvsal_data.families import FAMILIES
+from lvsal_data.attention import attention_modules
+from lvsal_data.errors import UnsupportedModelError
+from lvsal_data.families import FAMILIES, family_of, self_attention_layers
 from lvsal_data.models import image_marker_ids, image_token_id
 from lvsal_data.testing import TinyLVLM
+from lvsal_data.tracing import default_layers
 
 
 def test_every_family_has_a_builder(tiny_models: dict[str, TinyLVLM]) -> None:
@@ -23,6 +26,32 @@ def test_every_family_has_a_builder(tiny_models: dict[str, TinyLVLM]) -> None:
 def test_every_builder_is_a_registered_family(tiny: TinyLVLM) -> None:
     assert tiny.family in FAMILIES
     assert tiny.model.config.model_type == tiny.family
+
+
+def test_layers_with_self_attention_come_from_the_config(tiny: TinyLVLM) -> None:
+    """The traced layers (modules with self-attention) are the config's: every layer less the
+    linear-attention / convolution layers of hybrids (``layer_types``) and Llama 3.2 Vision's
+    cross-attention layers; the default target layers are among them."""
+    config = tiny.model.config
+    layers = self_attention_layers(config)
+    assert layers == sorted(attention_modules(tiny.model))
+    traced, target = default_layers(tiny.model)
+    assert traced == layers and target and set(target) <= set(layers)
+    if tiny.family in ("qwen3_5", "lfm2_vl", "mllama"):  # the families where some layers have none
+        assert len(layers) < config.get_text_config().num_hidden_layers
+
+
+def test_llama_vision_sees_the_image_through_its_cross_attention_mask(tiny_models: dict[str, TinyLVLM]) -> None:
+    """Guards the Llama 3.2 Vision checks (trace == generate, rows == brute force): the image reaches
+    the answer only through the cross-attention layers, gated by ``cross_attention_mask``."""
+    tiny = tiny_models["mllama"]
+    inputs, spans = tiny.inputs(n_answer=2)
+    assert spans.image[1] - spans.image[0] == 1  # the <|image|> token alone
+    with torch.no_grad():
+        base = tiny.model(**inputs).logits
+        other = tiny.model(**dict(inputs, pixel_values=inputs["pixel_values"].flip(-1))).logits
+        blind = tiny.model(**dict(inputs, cross_attention_mask=torch.zeros_like(inputs["cross_attention_mask"]))).logits
+    assert (base - other).abs().max() > 1e-3 and (base - blind).abs().max() > 1e-3
 
 
 def test_locore_beta_zero_is_exactly_the_base_model(tiny: TinyLVLM) -> None:
@@ -69,3 +98,12 @@ def test_image_markers_by_token_string_belong_to_the_image(tiny_models: dict[str
     spans = find_spans(ids, cfg, markers=image_marker_ids(cfg, _tokenizer(vocab)))
     end = 2 + len(tokens)
     assert spans.system == (0, 2) and spans.image == (2, end) and spans.instruction == (end, ids.shape[1])
+
+
+def test_phi4_multimodal_is_refused_with_its_reason() -> None:
+    """Refused in one line that says why, before any weights load (load_lvlm checks the config first)."""
+    from transformers import Phi4MultimodalConfig
+
+    with pytest.raises(UnsupportedModelError, match="Phi-4-multimodal is not supported: .*torchvision") as err:
+        family_of(Phi4MultimodalConfig())
+    assert "\n" not in str(err.value)

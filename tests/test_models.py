@@ -10,7 +10,8 @@ from lvsal_data import find_spans, load_lvlm, trace_generate
 from lvsal_data.errors import InputError, UnsupportedModelError
 from lvsal_data.families import family_of
 from lvsal_data.models import parse_device
-from lvsal_data.testing import VOCAB, TinyLVLM, tiny_llava, tiny_llava_processor
+from lvsal_data.testing import BUILDERS, VOCAB, TinyLVLM, tiny_llava, tiny_llava_processor
+from lvsal_data.tiny_processors import PROCESSORS
 
 WORDS = "Please describe this image in detail . a dog cat on the".split()
 
@@ -139,7 +140,8 @@ def test_a_template_that_drops_the_system_message_is_refused(saved_llava) -> Non
 
 #: The video processor each family's full processor saves (it needs torchvision to load).
 VIDEO_PROCESSORS = {"qwen2_vl": "Qwen2VLVideoProcessor", "internvl": "InternVLVideoProcessor",
-                    "smolvlm": "SmolVLMVideoProcessor"}
+                    "smolvlm": "SmolVLMVideoProcessor", "qwen2_5_vl": "Qwen2VLVideoProcessor",
+                    "qwen3_vl": "Qwen3VLVideoProcessor"}
 
 
 @pytest.fixture(scope="module", params=sorted(VIDEO_PROCESSORS))
@@ -148,14 +150,12 @@ def saved_with_video(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
     save_pretrained writes it (built here without one: constructing it needs torchvision)."""
     import json
 
-    from lvsal_data import testing
-
     family = request.param
     if family == "smolvlm":
         pytest.importorskip("num2words", reason="SmolVLM's processor needs num2words (a dependency: make install)")
     folder = tmp_path_factory.mktemp(f"tiny-{family}")
-    getattr(testing, f"tiny_{family}")().model.save_pretrained(folder)
-    processor = getattr(testing, f"tiny_{family}_processor")(WORDS, video=False)
+    BUILDERS[family]().model.save_pretrained(folder)
+    processor = PROCESSORS[family](WORDS)  # the image-only one: constructing the full one needs torchvision
     processor.save_pretrained(folder)
     config = json.loads((folder / "processor_config.json").read_text())
     config["video_processor"] = {"video_processor_type": VIDEO_PROCESSORS[family]}
@@ -165,7 +165,7 @@ def saved_with_video(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
 
 def test_a_family_with_a_video_processor_loads_prepares_and_traces(saved_with_video) -> None:
     """Regression: AutoProcessor raised 'Qwen2VLVideoProcessor requires the Torchvision library' on
-    a plain install; load_lvlm then could not load Qwen2-VL or InternVL at all."""
+    a plain install; load_lvlm then could not load Qwen2-VL, Qwen2.5-VL, Qwen3-VL or InternVL at all."""
     from transformers.utils import is_torchvision_available
 
     family, folder, tokenizer = saved_with_video
@@ -176,7 +176,8 @@ def test_a_family_with_a_video_processor_loads_prepares_and_traces(saved_with_vi
             lvlm.processor.video_processor([])
     prepared = lvlm.prepare(Image.new("RGB", (50, 40), "red"), "Please describe this image in detail.")
     tokens = tokenizer.convert_ids_to_tokens(prepared.inputs["input_ids"][0].tolist())
-    first, placeholder, last = {"qwen2_vl": ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>"),
+    qwen = ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>")
+    first, placeholder, last = {"qwen2_vl": qwen, "qwen2_5_vl": qwen, "qwen3_vl": qwen,
                                 "internvl": ("<img>", "<IMG_CONTEXT>", "</img>"),
                                 "smolvlm": ("<fake_token_around_image>", "<image>",
                                             "<fake_token_around_image>")}[family]

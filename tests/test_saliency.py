@@ -8,6 +8,7 @@ import torch
 
 from lvsal_data import SaliencyEngine, default_target_layers, saliency_rows
 from lvsal_data.errors import InputError, UnsupportedModelError
+from lvsal_data.families import self_attention_layers
 from lvsal_data.testing import TinyLVLM, tiny_llava
 
 TOL = 1e-5
@@ -18,18 +19,22 @@ def brute_force_rows(model, inputs, answer_start: int) -> torch.Tensor:
 
     Row of answer token at position p: query p - 1, loss = -log softmax(logits[p - 1])[y_p],
     S = mean_h |A (.) dL/dA|, L2-normalised over keys 0..p-1.
+    The rows are those of the layers with self-attention (the config's; ``out.attentions`` holds
+    only them for hybrid models, and Llama 3.2 Vision's cross-attention rows over image tiles besides).
     """
     for p in model.parameters():
         p.requires_grad_(True)
     try:
         out = model(**inputs, output_attentions=True)
+        layers = self_attention_layers(model.config)
+        attentions = out.attentions if len(out.attentions) == len(layers) else [out.attentions[l] for l in layers]
         ids = inputs["input_ids"][0]
         seq = ids.numel()
-        rows = torch.zeros(seq - answer_start, len(out.attentions), seq)
+        rows = torch.zeros(seq - answer_start, len(attentions), seq)
         for i, p in enumerate(range(answer_start, seq)):
             loss = torch.nn.functional.cross_entropy(out.logits[0, p - 1][None].float(), ids[p][None])
-            grads = torch.autograd.grad(loss, out.attentions, retain_graph=True)
-            for layer, (att, grad) in enumerate(zip(out.attentions, grads)):
+            grads = torch.autograd.grad(loss, attentions, retain_graph=True)
+            for layer, (att, grad) in enumerate(zip(attentions, grads)):
                 s = (att[0, :, p - 1, :p] * grad[0, :, p - 1, :p]).abs().sum(0)  # sum = mean after norm
                 rows[i, layer, :p] = s / s.norm()
         return rows
@@ -43,7 +48,7 @@ def test_equals_brute_force(tiny: TinyLVLM) -> None:
     got = saliency_rows(tiny.model, inputs, spans.answer_start)
     ref = brute_force_rows(tiny.model, inputs, spans.answer_start)
     seq = inputs["input_ids"].shape[1]
-    assert got.shape == (7, tiny.model.config.get_text_config().num_hidden_layers, seq)
+    assert got.shape == (7, len(self_attention_layers(tiny.model.config)), seq)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, ref, atol=TOL, rtol=0)
 
@@ -60,8 +65,9 @@ def test_rows_are_causal_and_unit_norm(tiny: TinyLVLM) -> None:
 def test_layer_subset_is_a_slice(tiny: TinyLVLM) -> None:
     inputs, spans = tiny.inputs(n_answer=3)
     full = saliency_rows(tiny.model, inputs, spans.answer_start)
-    sub = saliency_rows(tiny.model, inputs, spans.answer_start, layers=[3, 1])
-    torch.testing.assert_close(sub, full[:, [3, 1]], atol=TOL, rtol=0)
+    traced = self_attention_layers(tiny.model.config)
+    sub = saliency_rows(tiny.model, inputs, spans.answer_start, layers=[traced[-1], traced[0]])
+    torch.testing.assert_close(sub, full[:, [len(traced) - 1, 0]], atol=TOL, rtol=0)
 
 
 def test_qwen2_vl_positions_are_really_multimodal(tiny_models: dict[str, TinyLVLM]) -> None:
