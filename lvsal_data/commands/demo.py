@@ -1,11 +1,14 @@
 """``lvsal demo``: the whole pipeline on the embedded default, from traces to a verified finding.
 
-1. Collect greedy traces of the organism on two disjoint sets of held-out scenes of its world:
-   an *analysis* set (world seed 1) and an *evaluation* set (world seed 0, the model card's).
-2. Fit hallucination detectors on the analysis traces (CV grouped by image) and score the
-   evaluation traces with the saved detector.
+1. Collect greedy traces of the organism (hidden states kept) on two disjoint sets of held-out
+   scenes of its world: an *analysis* set (world seed 1) and an *evaluation* set (world seed 0,
+   the model card's); and on training-split scenes, where its co-occurrence priors hold.
+2. Fit hallucination detectors on the analysis traces (every feature set ranked, CV grouped by
+   image); fit them on the training-split traces and score the analysis traces (transfer from
+   train to test scenes, co-occurrence pairs broken).
 3. Calibrate SGRS on the analysis traces.
-4. Verify greedy / sgrs / locore / sgrs+locore on the evaluation scenes, SGRS calibrated.
+4. Verify greedy / sgrs / locore / sgrs+locore / guided on the evaluation scenes, SGRS calibrated
+   and the guided decoding steered by the analysis detector; score the evaluation traces with it.
 5. Measure the paper's pattern; write ``report.md``, ``metrics.json`` and the plots.
 """
 
@@ -23,6 +26,8 @@ from ..metrics import format_estimate
 from .options import Command
 
 IN_PROGRESS = ".demo-in-progress"
+#: Dimensions the demo keeps of the organism's hidden states (its layers are 64 wide).
+HIDDEN_DIM = 32
 
 
 @dataclass
@@ -56,7 +61,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> dict[str, An
     from ..models import load_lvlm
     from .calibrate import calibrate_to_file
     from .fit_detector import fit_detectors
-    from .verification import VerifyConfig, verify
+    from .verification import DEFAULT_DECODINGS, VerifyConfig, verify
 
     out = Path(cfg.out)
     _start(out)
@@ -65,21 +70,29 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> dict[str, An
     analysis_spec = f"synthetic:split=test,n={cfg.scenes},seed=1"
     eval_spec = f"synthetic:split=test,n={cfg.scenes},seed=0"
 
-    log(f"[1/5] collecting greedy traces of the organism on {cfg.scenes} held-out scenes ...")
-    traces_dir = out / "traces" / "analysis"
-    collect(CollectConfig(data=analysis_spec, out=str(traces_dir), max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                          lookback_heads=True, resume=traces_dir.exists()), lvlm=lvlm)
+    train_spec = f"synthetic:split=train,n={cfg.scenes},seed=1"
+    features = {"lookback_heads": True, "hidden_states": True, "hidden_dim": HIDDEN_DIM}
+    log(f"[1/5] collecting greedy traces of the organism on {cfg.scenes} held-out and {cfg.scenes} training "
+        "scenes ...")
+    traces_dir, train_dir = out / "traces" / "analysis", out / "traces" / "train"
+    for spec, folder in ((analysis_spec, traces_dir), (train_spec, train_dir)):
+        collect(CollectConfig(data=spec, out=str(folder), max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                              resume=folder.exists(), **features), lvlm=lvlm)
 
-    log("[2/5] fitting hallucination detectors (grouped cross-validation) ...")
+    log("[2/5] fitting hallucination detectors (grouped cross-validation; train -> test transfer) ...")
     det_report = fit_detectors(traces_dir, out / "detectors", features="all", random_state=cfg.seed)
+    transfer = fit_detectors(train_dir, out / "detectors-train", features="all", random_state=cfg.seed,
+                             eval_traces=traces_dir)
 
     log("[3/5] calibrating SGRS ...")
     cal = calibrate_to_file(traces_dir, out / "calibration.json")
 
-    log(f"[4/5] verifying greedy / sgrs / locore / sgrs+locore on {cfg.scenes} other scenes ...")
+    log(f"[4/5] verifying greedy / sgrs / locore / sgrs+locore / guided on {cfg.scenes} other scenes ...")
     ver = verify(VerifyConfig(data=eval_spec, out=str(out / "verification"), max_new_tokens=cfg.max_new_tokens,
-                              seed=cfg.seed, calibration=str(out / "calibration.json"), lookback_heads=True,
-                              resume=(out / "verification").exists()), lvlm=lvlm)
+                              seed=cfg.seed, calibration=str(out / "calibration.json"),
+                              decodings=[*DEFAULT_DECODINGS, "guided"],
+                              detector=str(out / "detectors" / "detector.json"),
+                              resume=(out / "verification").exists(), **features), lvlm=lvlm)
     scored = score_traces(out / "detectors" / "detector.json", ver.folders["greedy"])
     held_out = ranking_metrics((scored["label"] == "hallucinated").to_numpy(int), scored["p_hallucinated"].to_numpy(),
                                scored["image_id"].to_numpy(), random_state=cfg.seed)
@@ -89,9 +102,12 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> dict[str, An
         "verification": ver.metrics,
         "detectors": {k: v for k, v in det_report.items() if k != "meta"},
         "detector_held_out": held_out,
+        "detector_transfer": {k: v for k, v in transfer["transfer"].items() if k != "eval_traces"},
+        "detectors_train": {k: v for k, v in transfer.items() if k not in ("meta", "transfer")},
         "calibration": cal,
         "pattern": _pattern(traces_dir, out, cfg.seed),
-        "meta": {"analysis_data": analysis_spec, "evaluation_data": eval_spec, "max_new_tokens": cfg.max_new_tokens,
+        "meta": {"analysis_data": analysis_spec, "evaluation_data": eval_spec, "train_data": train_spec,
+                 "max_new_tokens": cfg.max_new_tokens,
                  "seed": cfg.seed, "minutes": round((time.time() - started) / 60, 1)},
     }
     for source in (out / "detectors" / "roc.png", out / "verification" / "effects.png"):
@@ -151,12 +167,18 @@ def demo_report(m: dict[str, Any], verification_md: str) -> str:
     """report.md: the paper's pattern, the detectors, SGRS's calibration, then ``verification_md``."""
     det, cal, h = m["detectors"], m["calibration"], m["detector_held_out"]
     lab, reading, dec = _pattern_tables(m["pattern"])
-    rows = "\n".join(f"| {k} | {_fmt(v['auroc'], 1)} | {_fmt(v['auprc'], 1)} | {v['n_pos']} | {v['n_neg']} |"
-                     for k, v in det.items())
+    ranked = det["ranking"]
+    rows = "\n".join(f"| {det[k]['rank']} | {k} | {_fmt(det[k]['auroc'], 1)} | {_fmt(det[k]['auprc'], 1)} | "
+                     f"{det[k]['n_features']} | {det[k]['n_pos']} | {det[k]['n_neg']} |" for k in ranked)
+    moved, source = m["detector_transfer"], m["detectors_train"]
+    transfer_rows = "\n".join(f"| {k} | {_fmt(source[k]['auroc'], 1)} | {_fmt(t['auroc'], 1)} | "
+                              f"{format_estimate(t['drop'], digits=3, scale=1, signed=True)} | {t['n_pos']} | "
+                              f"{t['n_neg']} |" for k, t in moved.items())
     catch, false_rejection = _fmt(cal["intervals"]["catch_rate"]), _fmt(cal["intervals"]["false_rejection_rate"])
     n_cal = cal["n"]
-    verification_md = verification_md.replace("# Verification of SGRS / LocoRE",
-                                              "## 4. Do the fixes reduce hallucination?")
+    title, _, rest = verification_md.partition("\n")
+    if title.startswith("# "):  # the verification report's own title becomes section 4's
+        verification_md = "## 4. Do the fixes reduce hallucination?\n" + rest
     return f"""# lvsal demo: the organism, its saliency, and the paper's two fixes
 
 Everything here was measured by `lvsal demo` on the shipped organism (a small LLaVA trained on a
@@ -184,14 +206,25 @@ Hallucination rate of mention starts per decile of the Eq. 6 saliency (1 = lowes
 
 ## 2. How well do trace features detect hallucinations?
 
-Detectors (scaler + logistic regression) on mention starts, 5-fold CV grouped by image:
+Detectors (scaler + logistic regression) on mention starts, 5-fold CV grouped by image, ranked
+by AUROC (`hidden`: the residual stream of the target layers, projected to {HIDDEN_DIM} dimensions;
+`image_attention`: entropy, peak and top-10 mass of the attention over the image):
 
-| features | AUROC | AUPRC | hallucinated | correct |
-|---|---|---|---:|---:|
+| rank | features | AUROC | AUPRC | features used | hallucinated | correct |
+|---:|---|---|---|---:|---:|---:|
 {rows}
 
 The detector on all features, fitted on the analysis traces and applied to the evaluation
 scenes' greedy traces: AUROC {_fmt(h['auroc'], 1)} (n_pos={h['n_pos']}, n_neg={h['n_neg']}).
+
+Transfer: each set's detector fitted on training-split scenes (`{m['meta']['train_data']}`, where
+the world's co-occurrence pairs hold) and scored on the analysis scenes (pairs broken). The change
+is the AUROC on the test scenes minus the cross-validated AUROC on the training scenes (negative:
+the detector loses accuracy when the scenes change); counts are the test scenes':
+
+| features | CV AUROC, train scenes | AUROC, test scenes | change [95% CI] | hallucinated | correct |
+|---|---|---|---|---:|---:|
+{transfer_rows}
 
 ![ROC](roc.png)
 
