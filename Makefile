@@ -54,7 +54,7 @@ NB_DATA := notebooks/data/organism-traces
 notebook-data: $(STAMP)
 	rm -rf $(NB_DATA)
 	$(VENV)/bin/lvsal collect --model organism --data synthetic:split=test,n=40,seed=3 --out $(NB_DATA) \
-	    --max-new-tokens 48 --store-rows --lookback-heads
+	    --max-new-tokens 48 --store-rows --lookback-heads --hidden-states --hidden-dim 32
 	$(PY) -c "from lvsal_data.hub import redact_manifest, write_card; redact_manifest('$(NB_DATA)'); write_card('$(NB_DATA)', repo_id='lvsal-data/organism-traces', license='apache-2.0')"
 	rm -rf $(NB_DATA)/.lvsal
 	cp $(NB_DATA)/README.md data_cards/organism-traces.md

@@ -25,6 +25,8 @@ from lvsal_data.models import load_lvlm  # noqa: E402
 from lvsal_data.store import open_traces  # noqa: E402
 from lvsal_data.testing import tiny_llava, tiny_llava_processor  # noqa: E402
 
+#: Stored dimensions of the hidden states here (the tiny model is 64 wide; a 7B one is projected to 256).
+HIDDEN_DIM = 32
 WORDS = ("Please describe this image in detail . a the dog cat frisbee fork knife cup table couch on with "
          "and is at left right top bottom red blue green two three").split()
 
@@ -63,8 +65,10 @@ def main() -> None:
         tiny_llava_processor(WORDS, image_size=56).save_pretrained(folder)
         lvlm = load_lvlm(str(folder), device="cpu")
         rows = []
+        hidden = {"hidden_states": True, "hidden_dim": HIDDEN_DIM}
         for name, opts in [("default columns", {}), ("+ lookback heads", {"lookback_heads": True}),
-                           ("+ saliency rows", {"store_rows": True})]:
+                           ("+ saliency rows", {"store_rows": True}),
+                           (f"+ hidden states (target layers, D = {HIDDEN_DIM})", hidden)]:
             out = Path(tmp) / name.replace(" ", "_")
             collect(CollectConfig(model=str(folder), data=f"synthetic:split=test,n={args.scenes}", out=str(out),
                                   max_new_tokens=args.max_new_tokens, **opts), lvlm=lvlm)
@@ -74,11 +78,17 @@ def main() -> None:
             rows.append((name, n, size / n))
             if args.columns and not opts:
                 breakdown = column_bytes(out)
+            if opts is hidden:
+                hidden_layers = len(traces.manifest["hidden"]["layers"])
+                per_value = column_bytes(out)["hidden"] / (hidden_layers * HIDDEN_DIM)
     print(f"\ntrace storage, {args.layers}-layer model, {args.scenes} samples x {args.max_new_tokens} tokens "
           f"({tiny.n_image_tokens} image tokens)\n")
     print("| tokens table | token rows | bytes / token |\n|---|---:|---:|")
     for name, n, per in rows:
         print(f"| {name} | {n} | {per:,.0f} |")
+    print(f"\nhidden states: {per_value:.2f} bytes per stored value (float16), so at the default --hidden-dim 256 "
+          f"a token costs about {per_value * 256:,.0f} bytes per hidden layer ({hidden_layers} layers kept by default "
+          f"here: {per_value * 256 * hidden_layers:,.0f} bytes)")
     if args.columns:
         print("\n| column (default set) | bytes / token |\n|---|---:|")
         for col, per in sorted(breakdown.items(), key=lambda kv: -kv[1]):
