@@ -147,7 +147,7 @@ def image_attention(att_mean: torch.Tensor, image: tuple[int, int]) -> tuple[Lay
 def summary_columns(summary: TokenSummary, logprob: float, entropy: float, hidden: np.ndarray | None = None,
                     lookback: bool = False) -> dict[str, Any]:
     """The tokens table's feature columns of one token, each at the precision it is stored in
-    (float32, or float16 for attention masses, Lookback ratios and hidden states): what a
+    (float32, or float16 for attention masses and statistics, Lookback ratios and hidden states): what a
     detector reads, whether from a written dataset, while collecting, or for a candidate.
 
     Args:
@@ -159,9 +159,9 @@ def summary_columns(summary: TokenSummary, logprob: float, entropy: float, hidde
     f32 = np.float32
     row: dict[str, Any] = {"logprob": float(f32(logprob)), "entropy": float(f32(entropy)),
                            "saliency": float(f32(summary.saliency)), "sal_last": summary.sal_last.astype(f32).tolist(),
-                           "img_entropy": summary.img_entropy.astype(f32).tolist(),
-                           "img_max": summary.img_max.astype(f32).tolist(),
-                           "img_top10": summary.img_top.astype(f32).tolist()}
+                           "img_entropy": summary.img_entropy.astype(np.float16).tolist(),
+                           "img_max": summary.img_max.astype(np.float16).tolist(),
+                           "img_top10": summary.img_top.astype(np.float16).tolist()}
     for k, seg in enumerate(SEGMENTS):
         row[f"sal_{seg}"] = summary.sal[k].astype(f32).tolist()
         row[f"len_{seg}"] = int(summary.lengths[k])

@@ -41,10 +41,10 @@ TOKENS = pa.schema(
         *[pa.field(f"len_{s}", pa.int32()) for s in SEGMENTS],  # segment lengths
         *[pa.field(f"att_{s}", pa.list_(_f16)) for s in SEGMENTS],  # attention mass per layer, head-mean
         pa.field("sal_last", pa.list_(_f32)),  # Shat at column q (the preceding token) per layer
-        # head-mean attention over the image tokens, per layer (NaN without image tokens)
-        pa.field("img_entropy", pa.list_(_f32)),  # entropy after renormalising over the image tokens (nats)
-        pa.field("img_max", pa.list_(_f32)),  # largest share of the row on one image token
-        pa.field("img_top10", pa.list_(_f32)),  # share of the row on the 10 most attended image tokens
+        # head-mean attention over the image tokens, per layer (NaN without image tokens); float16 as att_*
+        pa.field("img_entropy", pa.list_(_f16)),  # entropy after renormalising over the image tokens (nats)
+        pa.field("img_max", pa.list_(_f16)),  # largest share of the row on one image token
+        pa.field("img_top10", pa.list_(_f16)),  # share of the row on the 10 most attended image tokens
         # SGRS step records (null for other decodings)
         pa.field("sgrs_tries", pa.int16()),
         pa.field("sgrs_rejected", pa.int16()),

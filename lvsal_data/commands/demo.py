@@ -26,7 +26,7 @@ from ..metrics import format_estimate
 from .options import Command
 
 IN_PROGRESS = ".demo-in-progress"
-#: Dimensions the demo keeps of the organism's hidden states (its layers are 64 wide).
+#: Dimensions the demo keeps of the organism's hidden states (projected from its width of 256).
 HIDDEN_DIM = 32
 
 
