@@ -32,7 +32,8 @@ def test_demo_writes_its_report(tmp_path, monkeypatch: pytest.MonkeyPatch, capsy
     assert f"report: {out}/report.md" in printed and "vs greedy" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["verification"]) >= {"greedy", "sgrs", "locore", "sgrs+locore", "guided", "vs_greedy"}
-    assert set(metrics["detectors"]["ranking"]) == {"saliency", "attention", "image_attention", "logit", "hidden", "all"}
+    assert set(metrics["detectors"]["ranking"]) == {"saliency", "attention", "image_attention", "logit", "hidden",
+                                                    "all"}
     assert set(metrics["detector_transfer"]) == set(metrics["detectors"]["ranking"])
     assert {"value", "ci_low", "ci_high"} <= set(metrics["pattern"]["difference"]["saliency"])
     for name in ("report.md", "deciles.png", "saliency_by_label.png", "roc.png", "effects.png", "calibration.json",

@@ -70,7 +70,7 @@ def test_bad_arguments(tiny_models: dict[str, TinyLVLM]) -> None:
         trace_generate(tiny.model, inputs, spans, max_new_tokens=0)
     with pytest.raises(InputError, match="target layers"):
         trace_generate(tiny.model, inputs, spans, layers=[0], target_layers=[1])
-    with pytest.raises(UnknownNameError, match="valid: greedy, locore, sample, sgrs, sgrs\\+locore"):
+    with pytest.raises(UnknownNameError, match="valid: greedy, guided, locore, sample, sgrs, sgrs\\+locore"):
         DECODINGS["beam"]
 
 
