@@ -205,9 +205,10 @@ def transfer(detector: HallucinationDetector, X: FeatureMatrix, y: TokenArray, g
     """How a detector fitted on one dataset ranks the tokens of another.
 
     Fits ``detector`` on all of (X, y), scores ``X_eval`` and returns :func:`ranking_metrics` of
-    those scores, plus ``drop``: the evaluation AUROC minus the cross-validated one (from
-    ``oof_scores``, the out-of-fold scores of (X, y)), with a percentile-bootstrap CI in which
-    each dataset's images are resampled independently (they share none).
+    those scores, plus ``drop``: the cross-validated AUROC (from ``oof_scores``, the out-of-fold
+    scores of (X, y)) minus the evaluation AUROC, so positive is accuracy lost on the other
+    dataset, with a percentile-bootstrap CI in which each dataset's images are resampled
+    independently (they share none).
     """
     from sklearn.base import clone
 
@@ -222,10 +223,10 @@ def transfer(detector: HallucinationDetector, X: FeatureMatrix, y: TokenArray, g
     def area(data: tuple[TokenArray, TokenArray, TokenArray], idx: np.ndarray | None = None) -> float:
         return auroc(data[0], data[1]) if idx is None else auroc(data[0][idx], data[1][idx])
 
-    value = area(target) - area(source)
+    value = area(source) - area(target)
     rng = np.random.default_rng(random_state)
     rs, rt = Resampler(len(source[0]), source[2]), Resampler(len(target[0]), target[2])
-    draws = np.array([area(target, rt.draw(rng)) - area(source, rs.draw(rng)) for _ in range(resamples)])
+    draws = np.array([area(source, rs.draw(rng)) - area(target, rt.draw(rng)) for _ in range(resamples)])
     finite = draws[np.isfinite(draws)]
     low, high = (np.percentile(finite, [2.5, 97.5]) if finite.size else (float("nan"), float("nan")))
     out["drop"] = {"value": value, "ci_low": float(low), "ci_high": float(high)}

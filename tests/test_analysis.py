@@ -174,7 +174,7 @@ def test_fit_detector_ranks_every_set_and_reports_transfer(traces: dict[str, Pat
             assert set(r[key]) == {"value", "ci_low", "ci_high"}
             assert r[key]["ci_low"] <= r[key]["value"] <= r[key]["ci_high"]
         t = report["transfer"][name]
-        assert t["drop"]["value"] == pytest.approx(t["auroc"]["value"] - r["auroc"]["value"])
+        assert t["drop"]["value"] == pytest.approx(r["auroc"]["value"] - t["auroc"]["value"])
         assert t["drop"]["ci_low"] <= t["drop"]["value"] <= t["drop"]["ci_high"]
     written = json.loads((out / "report.json").read_text())
     assert written["saliency"]["n_pos"] == report["saliency"]["n_pos"]
@@ -317,3 +317,8 @@ def test_verify_compares_the_guided_decoding(fitted: tuple[dict, Path], tmp_path
     assert m["guided"]["guided_intervention_rate"] > 0  # every step with two eligible candidates
     assert 0 <= m["guided"]["guided_replacement_rate"] <= m["guided"]["guided_intervention_rate"]
     assert "the detector chose among the candidates" in (tmp_path / "v" / "report.md").read_text()
+    # a candidate is scored from the very row the collector writes once it is emitted
+    tokens = open_traces(tmp_path / "v" / "traces" / "guided").pandas("tokens")
+    chosen = tokens[tokens["guided_intervened"].fillna(False).astype(bool)]
+    assert len(chosen) > 0 and tokens["p_hallucinated"].notna().all()
+    np.testing.assert_allclose(chosen["guided_p_chosen"], chosen["p_hallucinated"], rtol=1e-5, atol=1e-7)

@@ -218,11 +218,11 @@ The detector on all features, fitted on the analysis traces and applied to the e
 scenes' greedy traces: AUROC {_fmt(h['auroc'], 1)} (n_pos={h['n_pos']}, n_neg={h['n_neg']}).
 
 Transfer: each set's detector fitted on training-split scenes (`{m['meta']['train_data']}`, where
-the world's co-occurrence pairs hold) and scored on the analysis scenes (pairs broken). The change
-is the AUROC on the test scenes minus the cross-validated AUROC on the training scenes (negative:
+the world's co-occurrence pairs hold) and scored on the analysis scenes (pairs broken). The drop
+is the cross-validated AUROC on the training scenes minus the AUROC on the test scenes (positive:
 the detector loses accuracy when the scenes change); counts are the test scenes':
 
-| features | CV AUROC, train scenes | AUROC, test scenes | change [95% CI] | hallucinated | correct |
+| features | CV AUROC, train scenes | AUROC, test scenes | drop [95% CI] | hallucinated | correct |
 |---|---|---|---|---:|---:|
 {transfer_rows}
 

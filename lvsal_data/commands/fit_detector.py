@@ -28,7 +28,7 @@ class FitDetectorConfig:
     seed: int = field(default=0, metadata={"help": "seed of the folds and the bootstrap"})
     eval_traces: str | None = field(default=None, metadata={
         "help": "another trace dataset (source, split or decoding): score each set's detector, fitted on all of "
-                "--traces, there and report the drop from its cross-validated AUROC"})
+                "--traces, there and report the drop (its cross-validated AUROC minus that one)"})
 
 
 def fit_detectors(traces_dir: str | Path, out: str | Path, features: str = "all", model: str = "logistic",
@@ -39,8 +39,9 @@ def fit_detectors(traces_dir: str | Path, out: str | Path, features: str = "all"
     ``report.json`` and ``roc.png``.
 
     With ``eval_traces``, each set's detector fitted on all of ``traces_dir`` also scores that
-    dataset: the report's ``transfer`` gives its AUROC / AUPRC there and the drop from the
-    cross-validated AUROC, with a bootstrap CI (the two datasets resampled independently).
+    dataset: the report's ``transfer`` gives its AUROC / AUPRC there and the drop (the
+    cross-validated AUROC minus that one; positive: accuracy lost), with a bootstrap CI (the two
+    datasets resampled independently).
 
     Returns:
         The report: feature set -> AUROC / AUPRC with CIs, counts and rank; ``ranking``;
