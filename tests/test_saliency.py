@@ -222,6 +222,18 @@ def test_step_backward_is_single_use(tiny_models: dict[str, TinyLVLM]) -> None:
         step.saliency([4])
 
 
+def test_a_stale_step_refuses_its_backward(tiny_models: dict[str, TinyLVLM]) -> None:
+    """The next step writes into the KV cache the previous step's graph reads (the cache grows in
+    place, :mod:`lvsal_data.kvcache`): the stale backward raises, it never reads changed values."""
+    tiny = tiny_models["llava"]
+    inputs, _ = tiny.inputs(n_answer=0)
+    engine = SaliencyEngine(tiny.model)
+    first = engine.start(inputs)
+    engine.step([3])
+    with pytest.raises(RuntimeError, match="inplace"):
+        first.saliency([3])
+
+
 def test_default_target_layers() -> None:
     assert default_target_layers(32) == [6, 7, 8]
     assert default_target_layers(28) == [5, 6, 7]
