@@ -382,6 +382,8 @@ class SaliencyEngine:
                 with torch.no_grad():
                     prefix = {k: (v[..., :cut] if k == "position_ids" else v[:, :cut] if k in PER_TOKEN_INPUTS else v)
                               for k, v in self._kwargs.items()}
+                    if self.model._supports_logits_to_keep():  # only the cache is kept: no (batch, cut, vocab) logits
+                        prefix["logits_to_keep"] = 1
                     saved, self._kwargs = self._kwargs, prefix
                     self._forward(ids[:, :cut], None, first=True)
                     saved["cache"] = self._kwargs["cache"]
