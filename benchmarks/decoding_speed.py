@@ -7,8 +7,10 @@ organism (``--model organism``). Prints a table with ratios and peak memory.
     python benchmarks/decoding_speed.py --batch-sizes 1,4,16 [--model ...]   # batched tracing
 
 With ``--batch-sizes``, each method runs B copies of the prompt together (the collector's
-``--batch-size``) and the table gives amortised ms per token, tokens/s and each traced method's
-ratio to ``generate()`` at the same batch size.
+``--batch-size``): plain ``generate()``, LocoRE ``generate()``, and the collector's traced greedy,
+SGRS and LocoRE decodings (every layer traced). The table gives amortised ms per token and
+tokens/s (the median of ``--repeats`` runs), each method's ratio to ``generate()`` at the same
+batch size, its speed-up over the first batch size, and its peak memory.
 
 SGRS runs as a decoding does, tracing only its target layers ("SGRS"), and also while tracing
 every layer as the collector does ("SGRS, all layers traced"). The naive SGRS reference is the
@@ -125,18 +127,29 @@ def batch_sgrs(model, inputs, spans, args) -> int:
     return _batch_trace(model, inputs, spans, args, "sgrs")
 
 
+def batch_traced_locore(model, inputs, spans, args) -> int:
+    return _batch_trace(model, inputs, spans, args, "locore")
+
+
+BATCH_METHODS = {"generate()": batch_generate, "LocoRE generate()": batch_locore, "traced greedy": batch_traced,
+                 "SGRS (all layers traced)": batch_sgrs, "traced LocoRE": batch_traced_locore}
+
+
 def batch_table(setup, args) -> None:
-    """tokens/s and amortised ms per token at each batch size; ratios to generate() at that size."""
-    methods = {"generate()": batch_generate, "LocoRE generate()": batch_locore, "traced greedy": batch_traced,
-               "SGRS, all layers traced": batch_sgrs}
+    """ms per token (amortised) and tokens/s of every method at each batch size, the median of
+    --repeats runs; each method's ratio to generate() at the same batch size, its speed-up over
+    the first batch size, and its peak memory."""
     rows = []
     for size in args.batch_sizes:
-        measured = {name: (t, peak) for name, t, _, peak in measure(Batched(setup, size), methods, args)}
+        measured = {name: (t, peak) for name, t, _, peak in measure(Batched(setup, size), BATCH_METHODS, args,
+                                                                   statistic="median")}
         rows += [(size, name, t, peak, t / measured["generate()"][0]) for name, (t, peak) in measured.items()]
-    base = {name: t for size, name, t, _, _ in rows if size == args.batch_sizes[0]}
-    print(f"\n{args.answer} answer tokens per sample, {args.device} {args.dtype}, {args.threads} threads\n")
+    first = args.batch_sizes[0]
+    base = {name: t for size, name, t, _, _ in rows if size == first}
+    print(f"\n{args.answer} answer tokens per sample, {args.device} {args.dtype}, {args.threads} threads, "
+          f"median of {args.repeats} runs\n")
     print("| batch | method | ms / token (amortised) | tokens / s | x generate() at this batch | "
-          f"speed-up over batch {args.batch_sizes[0]} | peak memory (MB) |")
+          f"speed-up over batch {first} | peak memory (MB) |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for size, name, t, peak, ratio in rows:
         print(f"| {size} | {name} | {t * 1e3:.2f} | {1 / t:.0f} | {ratio:.2f} | {base[name] / t:.2f} | {peak:.0f} |")

@@ -7,6 +7,7 @@ import multiprocessing as mp
 import queue as pyqueue
 import os
 import resource
+import statistics
 import sys
 import time
 from typing import Any, Callable
@@ -35,24 +36,27 @@ def _child(setup: Setup, method: Method, args: Any, queue: mp.Queue) -> None:
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     base = _rss_kb()
-    best = float("inf")
-    # the fastest of --repeats runs (timeit's rule: slower runs measure the machine, not the method);
-    # the naive references are slow enough that one run is stable
+    times = []
+    # --repeats runs (the naive references are slow enough that one run is stable)
     for _ in range(1 if method.__name__.startswith("naive") else args.repeats):
         _sync(args.device)
         start = time.perf_counter()
         tokens = method(model, inputs, spans, args)
         _sync(args.device)
-        best = min(best, (time.perf_counter() - start) / tokens)
+        times.append((time.perf_counter() - start) / tokens)
     if args.device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
-    queue.put((best, tokens, peak))
+    queue.put((times, tokens, peak))
 
 
-def measure(setup: Setup, methods: dict[str, Method], args: Any) -> list[tuple[str, float, int, float]]:
-    """Run every method in a fresh process; returns (name, seconds/token, tokens timed, peak MB)."""
+def measure(setup: Setup, methods: dict[str, Method], args: Any,
+            statistic: str = "min") -> list[tuple[str, float, int, float]]:
+    """Run every method in a fresh process; returns (name, seconds/token, tokens timed, peak MB).
+
+    The seconds per token are the fastest of the ``--repeats`` runs (``statistic="min"``,
+    timeit's rule: slower runs measure the machine, not the method) or their median."""
     ctx = mp.get_context("spawn")
     rows = []
     for name, method in methods.items():
@@ -61,7 +65,8 @@ def measure(setup: Setup, methods: dict[str, Method], args: Any) -> list[tuple[s
         proc.start()
         while True:  # a child that dies (an error, the OOM killer) must not leave us waiting forever
             try:
-                per_token, tokens, peak = queue.get(timeout=5)
+                times, tokens, peak = queue.get(timeout=5)
+                per_token = min(times) if statistic == "min" else statistics.median(times)
                 break
             except pyqueue.Empty:
                 if not proc.is_alive():

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from .models import Spans
 from .schema import SEGMENTS
@@ -92,34 +93,94 @@ def summarize(
         target: Indices into the layers axis for the Eq. 6 score.
         lookback: Also compute the per-head Lookback-Lens ratio.
     """
-    rows = rows.float().cpu()
-    attention = attention.float().cpu()
-    bounds = segment_bounds(spans, query)
-    n_layers = rows.shape[0]
-    sal = np.full((4, n_layers), np.nan, dtype=np.float32)
-    att = np.zeros((4, n_layers), dtype=np.float32)
-    att_mean = attention.mean(dim=1)  # (L, q + 1)
-    lengths = np.array([b - a for a, b in bounds], dtype=np.int32)
-    for k, (a, b) in enumerate(bounds):
-        if b > a:
-            sal[k] = rows[:, a:b].mean(dim=1).numpy()
-            att[k] = att_mean[:, a:b].sum(dim=1).numpy()
-    entropy, peak, top = image_attention(att_mean, spans.image)
+    return summarize_batch(rows[None], attention[None], [spans], query, target, lookback)[0]
+
+
+def summarize_batch(
+    rows: SaliencyRows,
+    attention: Tensor,
+    spans: Sequence[Spans],
+    query: int,
+    target: Sequence[int],
+    lookback: bool = False,
+) -> list[TokenSummary]:
+    """:func:`summarize` for the B tokens of one batched step (one query row q, each sample with
+    its own spans), in a few tensor operations for the whole batch.
+
+    Every mean and sum over a segment is a float64 product with the segment's 0/1 column mask, so
+    a sample's numbers do not depend on the other samples of its batch.
+
+    Args:
+        rows: ``(batch, layers, q + 1)`` normalised saliency rows Shat of the B tokens.
+        attention: ``(batch, layers, heads, q + 1)`` post-softmax attention rows of query ``q``.
+        spans: The B prompts' spans (in the batch's padded coordinates).
+        query: The query row q.
+        target: Indices into the layers axis for the Eq. 6 score.
+        lookback: Also compute the per-head Lookback-Lens ratio.
+
+    Returns:
+        One :class:`TokenSummary` per sample.
+    """
+    bounds = [segment_bounds(s, query) for s in spans]
+    lengths = np.array([[b - a for a, b in sample] for sample in bounds], dtype=np.int32)  # (batch, 4)
+    masks = _column_masks([[*sample, (s.system[0], s.answer_start)] for sample, s in zip(bounds, spans)], query + 1)
+    rows = rows.detach().cpu().double()  # (batch, L, q + 1)
+    n = torch.from_numpy(lengths).double()  # (batch, 4)
+    sums = rows @ masks[:, :4].transpose(1, 2)  # (batch, L, 4)
+    sal = sums / n[:, None, :]  # NaN for an empty segment
+    after = (sums[..., 2] + sums[..., 3]) / (n[:, 2] + n[:, 3])[:, None]  # Eq. 6's columns: instruction + output
+    saliency = after[:, list(target)].mean(dim=-1)
+    attention = attention.detach()
+    masks = masks.to(attention.device)
+    att_mean = attention.float().mean(dim=2)  # (batch, L, q + 1), head-mean
+    att = (att_mean.double() @ masks[:, :4].transpose(1, 2)).cpu()  # (batch, L, 4)
+    entropy, peak, top = _image_stats(att_mean, np.array([s.image[0] for s in spans]), lengths[:, 1])
     ratio = None
-    if lookback:
-        a0 = spans.answer_start
-        context = attention[..., spans.system[0] : a0].mean(dim=-1)  # (L, H); left padding is no context
-        new = attention[..., a0 : query + 1].mean(dim=-1) if query + 1 > a0 else torch.zeros_like(context)
-        ratio = (context / (context + new).clamp_min(1e-12)).numpy().astype(np.float32)
-    return TokenSummary(
-        sal=sal,
-        att=att,
-        lengths=lengths,
-        sal_last=rows[:, query].numpy().astype(np.float32),
-        saliency=float(eq6_score(rows, spans, target)),
-        img_entropy=entropy, img_max=peak, img_top=top,
-        lookback=ratio,
-    )
+    if lookback:  # context: system[0]..answer_start (left padding is no context); new: the output segment
+        parts = masks[:, [4, 3]]  # (batch, 2, q + 1)
+        sums = attention.double().flatten(1, 2) @ parts.transpose(1, 2)  # (batch, L * H, 2)
+        means = (sums / parts.sum(dim=-1).clamp_min(1)[:, None, :]).cpu()
+        context, new = means[..., 0], means[..., 1]  # new is 0 for an empty output segment
+        ratio = (context / (context + new).clamp_min(1e-12)).reshape(attention.shape[:3]).float().numpy()
+    sal, att = sal.float().numpy(), att.float().numpy()
+    last = rows[..., query].float().numpy()
+    return [TokenSummary(sal=sal[b].T.copy(), att=att[b].T.copy(), lengths=lengths[b].copy(), sal_last=last[b],
+                         saliency=float(saliency[b]), img_entropy=entropy[b], img_max=peak[b], img_top=top[b],
+                         lookback=None if ratio is None else ratio[b])
+            for b in range(len(spans))]
+
+
+def _column_masks(ranges: Sequence[Sequence[tuple[int, int]]], width: int) -> Tensor:
+    """``(batch, ranges, width)`` float64 0/1 masks of each sample's half-open column ranges."""
+    bounds = torch.tensor(ranges, dtype=torch.long)  # (batch, ranges, 2)
+    cols = torch.arange(width)
+    return ((cols >= bounds[..., :1]) & (cols < bounds[..., 1:])).double()
+
+
+def _image_stats(att_mean: Tensor, starts: np.ndarray, n_image: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image entropy, largest entry and top-k mass of ``(batch, L, q + 1)`` head-mean rows over each
+    sample's image columns ``starts[b] .. starts[b] + n_image[b]``, as ``(batch, L)`` float32 (NaN
+    where a sample's image segment is empty). A shorter image is padded with zero attention, which
+    changes none of the three (attention is non-negative)."""
+    batch, n_layers = att_mean.shape[:2]
+    n = int(n_image.max())
+    if n == 0:
+        nan = np.full((batch, n_layers), np.nan, dtype=np.float32)
+        return nan, nan.copy(), nan.copy()
+    offsets = torch.arange(n, device=att_mean.device)
+    valid = offsets < torch.as_tensor(n_image, device=att_mean.device)[:, None]  # (batch, n)
+    columns = torch.where(valid, torch.as_tensor(starts, device=att_mean.device)[:, None] + offsets, 0)
+    img = att_mean.gather(-1, columns[:, None, :].expand(-1, n_layers, -1)) * valid[:, None, :]  # (batch, L, n)
+    top = img.topk(min(IMAGE_TOP_K, n), dim=-1).values.double().sum(dim=-1)
+    peak = img.amax(dim=-1)
+    img = img.double()
+    p = img / img.sum(dim=-1, keepdim=True).clamp_min(1e-300)
+    entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(dim=-1)
+    out = [x.cpu().float().numpy() for x in (entropy, peak, top)]
+    for x in out:
+        x[n_image == 0] = np.nan
+    return out[0], out[1], out[2]
 
 
 def image_attention(att_mean: torch.Tensor, image: tuple[int, int]) -> tuple[LayerArray, LayerArray, LayerArray]:
@@ -131,17 +192,8 @@ def image_attention(att_mean: torch.Tensor, image: tuple[int, int]) -> tuple[Lay
         >>> [round(float(x[0]), 4) for x in image_attention(att, (1, 3))]
         [0.6931, 0.25, 0.5]
     """
-    a, b = image
-    n_layers = att_mean.shape[0]
-    if b <= a:
-        nan = np.full(n_layers, np.nan, dtype=np.float32)
-        return nan, nan.copy(), nan.copy()
-    img = att_mean[:, a:b].double()
-    p = img / img.sum(dim=1, keepdim=True).clamp_min(1e-300)
-    entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(dim=1)
-    top = img.topk(min(IMAGE_TOP_K, b - a), dim=1).values.sum(dim=1)
-    return (entropy.numpy().astype(np.float32), img.max(dim=1).values.numpy().astype(np.float32),
-            top.numpy().astype(np.float32))
+    entropy, peak, top = _image_stats(att_mean[None], np.array([image[0]]), np.array([max(image[1] - image[0], 0)]))
+    return entropy[0], peak[0], top[0]
 
 
 def summary_columns(summary: TokenSummary, logprob: float, entropy: float, hidden: np.ndarray | None = None,
@@ -175,4 +227,4 @@ def summary_columns(summary: TokenSummary, logprob: float, entropy: float, hidde
 
 
 __all__ = ["IMAGE_TOP_K", "SEGMENTS", "TokenSummary", "eq6_score", "image_attention", "segment_bounds", "summarize",
-           "summary_columns"]
+           "summarize_batch", "summary_columns"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -255,13 +256,29 @@ def trace_sample(cfg: CollectConfig, lvlm: LVLM, decoder: Decoder, settings: Run
 def _batches(lvlm: LVLM, settings: RunSettings, loaded: list[tuple[int, Sample, Any]],
              size: int) -> Iterator[list[tuple[int, Sample, Any]]]:
     """``loaded`` (index in the shard, sample, image) in batches of ``size``, sorted by prompt
-    length so that a batch wastes little padding (a batch of one keeps the shard's order)."""
+    length so that a batch wastes little padding (a batch of one keeps the shard's order).
+
+    A prompt's length depends on its text and its image's size only (a processor expands an
+    image into a number of tokens set by its size), so one prompt per (image size, text) is
+    prepared to measure it, not every sample (each batch is prepared again to be traced). The
+    order only sets which samples share a batch, never their rows."""
     if size > 1 and len(loaded) > 1:
-        lengths = [lvlm.prepare(image, s.prompt, settings.system_prompt).inputs["input_ids"].shape[-1]
-                   for _, s, image in loaded]
+        known: dict[tuple[Any, str], int] = {}
+        lengths = []
+        for _, sample, image in loaded:
+            key = (_image_size(image), sample.prompt)
+            if key not in known:
+                known[key] = lvlm.prepare(image, sample.prompt, settings.system_prompt).inputs["input_ids"].shape[-1]
+            lengths.append(known[key])
         loaded = [loaded[i] for i in sorted(range(len(loaded)), key=lambda i: lengths[i])]
     for k in range(0, len(loaded), size):
         yield loaded[k : k + size]
+
+
+def _image_size(image: Any) -> tuple[int, ...]:
+    """A PIL image's (width, height), any other image's array shape."""
+    size = getattr(image, "size", None)
+    return tuple(size) if isinstance(size, tuple) else tuple(np.shape(image))
 
 
 def _run_shards(cfg: CollectConfig, lvlm: LVLM, decoder: Decoder, settings: RunSettings, writer: ShardWriter,

@@ -44,7 +44,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import attention
+from . import attention, kvcache
 from .errors import InputError, UnsupportedModelError
 from .models import check_eager
 
@@ -120,7 +120,9 @@ class Step:
             of one and flat targets, ``(K, layers, q + 1)``.
 
         Raises:
-            RuntimeError: Called twice on the same step (the graph is freed after one backward).
+            RuntimeError: Called twice on the same step (the graph is freed after one backward),
+                or after the engine's next step, which wrote into the cache this step's graph
+                reads (autograd refuses the stale backward; call it before stepping on).
         """
         if self._used:
             raise RuntimeError("Step.saliency was already called; pass all targets in one call")
@@ -184,9 +186,11 @@ def _prepare_cache(cache: Any, handed: list[Tensor], fast: bool) -> bool:
     - Linear-attention layers store their new recurrent state by assignment instead of
       copying it into the old one, which the step's graph has saved (an in-place change to it
       breaks the backward).
-    - Full and sliding-window attention layers (fast path) store detached keys / values and
-      hand the attention function views that carry the step's live new rows (see
-      :mod:`lvsal_data.attention`); the views handed out are appended to ``handed``.
+    - Full and sliding-window attention layers (fast path) store detached keys / values, in
+      spare room of a buffer that grows in chunks rather than by copying the whole cache each
+      step (:mod:`lvsal_data.kvcache`), and hand the attention function views that carry the
+      step's live new rows (see :mod:`lvsal_data.attention`); the views handed out are appended
+      to ``handed``.
     """
     from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
@@ -213,7 +217,10 @@ def _prepare_cache(cache: Any, handed: list[Tensor], fast: bool) -> bool:
 
         def update(key_states: Tensor, value_states: Tensor, *args: Any, _layer: Any = layer,
                    _update: Any = type(layer).update, **kwargs: Any) -> tuple[Tensor, Tensor]:
-            keys, values = _update(_layer, key_states.detach(), value_states.detach(), *args, **kwargs)
+            if kvcache.supports(_layer):  # the new rows go into spare room: the past is not copied
+                keys, values = kvcache.append(_layer, key_states.detach(), value_states.detach())
+            else:
+                keys, values = _update(_layer, key_states.detach(), value_states.detach(), *args, **kwargs)
             if not (key_states.requires_grad or value_states.requires_grad):
                 return keys, values
             views = attention.mark_live(keys, key_states), attention.mark_live(values, value_states)
@@ -375,6 +382,8 @@ class SaliencyEngine:
                 with torch.no_grad():
                     prefix = {k: (v[..., :cut] if k == "position_ids" else v[:, :cut] if k in PER_TOKEN_INPUTS else v)
                               for k, v in self._kwargs.items()}
+                    if self.model._supports_logits_to_keep():  # only the cache is kept: no (batch, cut, vocab) logits
+                        prefix["logits_to_keep"] = 1
                     saved, self._kwargs = self._kwargs, prefix
                     self._forward(ids[:, :cut], None, first=True)
                     saved["cache"] = self._kwargs["cache"]

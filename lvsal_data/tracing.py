@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .aggregates import TokenSummary, summarize
+from .aggregates import TokenSummary, summarize_batch
 from .attention import attention_modules
 from .config import DEFAULT_MAX_NEW_TOKENS
 from .decoding.base import Context, Decoder, Greedy, StepView
@@ -219,12 +219,15 @@ def _decode(model: Any, inputs: Mapping[str, Any], spans: Sequence[Spans], decod
         if step.hidden is not None:
             states = step.hidden if projection is None else step.hidden @ projection.to(step.hidden.device)
             hidden = states.cpu().numpy().astype(np.float16)  # (rows, hidden layers, D)
-        emitted = []
+        choices = []
         for r, b in enumerate(active):
             decoders[b].observe(StepView(step.position, step.attention[r], logp[r], float(entropy[r]),
                                          None if hidden is None else hidden[r]))
-            choice = decoders[b].decide(candidates[r], step.logits[r], rows[r])
-            summary = summarize(choice.rows, step.attention[r], spans[b], step.position, target_idx, lookback)
+            choices.append(decoders[b].decide(candidates[r], step.logits[r], rows[r]))
+        summaries = summarize_batch(torch.stack([c.rows for c in choices]), step.attention, [spans[b] for b in active],
+                                    step.position, target_idx, lookback)
+        emitted = []
+        for r, (b, choice, summary) in enumerate(zip(active, choices, summaries)):
             row = None
             if keep_rows:
                 row = choice.rows.mean(dim=0)[text_columns(spans[b], step.position)].cpu().numpy().astype(np.float16)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from lvsal_data import saliency_rows
-from lvsal_data.aggregates import SEGMENTS, eq6_score, segment_bounds, summarize
+from lvsal_data.aggregates import IMAGE_TOP_K, SEGMENTS, eq6_score, segment_bounds, summarize, summarize_batch
+from lvsal_data.models import Spans
 from lvsal_data.saliency import SaliencyEngine
 from lvsal_data.testing import TinyLVLM
 
@@ -65,3 +67,45 @@ def test_eq6_score_batches_over_candidates(tiny: TinyLVLM) -> None:
     scores = eq6_score(rows, spans, target)
     for k in range(4):
         assert torch.isclose(scores[k], eq6_score(rows[k], spans, target))
+
+
+def test_a_batch_summarises_each_sample_as_alone() -> None:
+    """summarize_batch over samples with different spans (left padding; image runs of 25, 14, 3
+    tokens, fewer than IMAGE_TOP_K, and none; an empty instruction) gives each sample its
+    batch-of-one summary, and that summary follows the definitions on the sample's own columns
+    (plain slices and means, as the data contract states them)."""
+    g = torch.Generator().manual_seed(0)
+    q, target = 60, [1, 2]
+    spans = [Spans((0, 5), (5, 30), (30, 40)), Spans((3, 10), (10, 24), (24, 61)), Spans((1, 1), (1, 1), (1, 50)),
+             Spans((2, 4), (4, 7), (7, 7))]
+    rows = torch.rand(4, 6, q + 1, generator=g)
+    rows /= rows.norm(dim=-1, keepdim=True)
+    att = torch.rand(4, 6, 4, q + 1, generator=g).softmax(dim=-1)
+    batched = summarize_batch(rows, att, spans, q, target, lookback=True)
+    for b, s in enumerate(spans):
+        alone = summarize(rows[b], att[b], s, q, target, lookback=True)
+        for name in ("sal", "att", "lengths", "sal_last", "img_entropy", "img_max", "img_top", "lookback"):
+            np.testing.assert_allclose(getattr(batched[b], name), getattr(alone, name), atol=1e-7, rtol=0, err_msg=name)
+            assert getattr(batched[b], name).dtype == (np.int32 if name == "lengths" else np.float32)
+        assert batched[b].saliency == pytest.approx(alone.saliency, abs=1e-7)
+        head_mean = att[b].mean(1)
+        for k, (lo, hi) in enumerate(segment_bounds(s, q)):
+            want = rows[b, :, lo:hi].mean(1).numpy() if hi > lo else np.full(6, np.nan)
+            np.testing.assert_allclose(alone.sal[k], want, atol=1e-6)
+            np.testing.assert_allclose(alone.att[k], head_mean[:, lo:hi].sum(1).numpy(), atol=1e-6)
+        lo, hi = s.image
+        if hi > lo:
+            img = head_mean[:, lo:hi].double()
+            p = img / img.sum(1, keepdim=True)
+            np.testing.assert_allclose(alone.img_entropy, -(p * p.log()).sum(1).numpy(), atol=1e-6)
+            np.testing.assert_allclose(alone.img_max, img.max(1).values.numpy(), atol=1e-7)
+            np.testing.assert_allclose(alone.img_top, img.topk(min(IMAGE_TOP_K, hi - lo), 1).values.sum(1).numpy(),
+                                       atol=1e-6)
+        else:
+            assert np.all(np.isnan(alone.img_entropy) & np.isnan(alone.img_max) & np.isnan(alone.img_top))
+        a0 = s.answer_start
+        context = att[b][..., s.system[0] : a0].mean(-1)
+        new = att[b][..., a0 : q + 1].mean(-1) if q + 1 > a0 else torch.zeros_like(context)
+        np.testing.assert_allclose(alone.lookback, (context / (context + new)).numpy(), atol=1e-6)
+        direct = np.mean([rows[b, l, s.image[1] : q + 1].mean().item() for l in target])
+        assert math.isclose(alone.saliency, direct, rel_tol=1e-6)

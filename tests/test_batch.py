@@ -115,6 +115,28 @@ def test_finished_samples_leave_the_batch(tiny_models, family: str) -> None:
         _assert_same(b, a)
 
 
+def test_growing_cache_equals_the_concatenated_one(tiny: TinyLVLM, monkeypatch) -> None:
+    """The fast path's KV cache grows in chunks (:mod:`lvsal_data.kvcache`) instead of copying
+    itself every step. With a chunk of 2 its buffers are replaced during the run and a finished
+    sample leaves them; every sample's tokens and rows still equal those of transformers'
+    concatenating cache, on every family (Gemma 3's sliding-window layers, Qwen2-VL's M-RoPE with
+    two image sizes), with SGRS's K candidates per sample in one backward."""
+    from lvsal_data import kvcache
+
+    samples = _samples(tiny)
+    monkeypatch.setattr(kvcache, "CHUNK", 2)
+    appended = []
+    append = kvcache.append
+    monkeypatch.setattr(kvcache, "append", lambda *args: appended.append(1) or append(*args))
+    stop = _together(tiny, samples, "sgrs", eos_token_ids=[])[1].token_ids[1]  # sample 1 ends at its second token
+    grown = _together(tiny, samples, "sgrs", eos_token_ids=[stop])
+    assert appended, "the growing cache must really be used"
+    assert grown[1].stopped_by_eos and len(grown[1].tokens) <= 2
+    monkeypatch.setattr(kvcache, "supports", lambda layer: False)  # transformers' own update (torch.cat)
+    for a, b in zip(grown, _together(tiny, samples, "sgrs", eos_token_ids=[stop])):
+        _assert_same(a, b)
+
+
 def test_padded_rows_equal_brute_force(tiny: TinyLVLM) -> None:
     """The engine's rows of a padded batch at their absolute columns equal each sample's
     brute-force full-sequence rows, shifted by its padding (padding columns exactly zero)."""

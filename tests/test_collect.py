@@ -275,3 +275,32 @@ def test_bad_batch_size_is_one_line_and_writes_nothing(value: str, tmp_path: Pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--batch-size" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_batches_sort_by_length_preparing_one_prompt_per_image_size_and_text() -> None:
+    """The collector sorts a shard by prompt length before batching; a length is measured once
+    per (image size, prompt text), the only things it depends on, not once per sample."""
+    from types import SimpleNamespace
+
+    import torch
+    from PIL import Image
+
+    from lvsal_data.collect import _batches
+    from lvsal_data.sources import Sample
+
+    calls = []
+
+    def prepare(image, prompt, system_prompt=None):
+        calls.append((image.size, prompt))
+        n = image.size[0] // 8 + len(prompt.split())
+        return SimpleNamespace(inputs={"input_ids": torch.zeros(1, n, dtype=torch.long)})
+
+    sizes = [(64, 64), (32, 32), (64, 64), (32, 32), (64, 64)]
+    prompts = ["describe it", "describe it", "describe it in detail please", "describe it", "describe it"]
+    loaded = [(i, Sample(id=str(i), image_id=str(i), prompt=p, task="caption", objects=(), source="test"),
+               Image.new("RGB", size)) for i, (size, p) in enumerate(zip(sizes, prompts))]
+    batches = list(_batches(SimpleNamespace(prepare=prepare), SimpleNamespace(system_prompt=None), loaded, 2))
+    assert sorted(calls) == sorted({(s, p) for s, p in zip(sizes, prompts)})  # 3 distinct, 5 samples
+    order = [i for batch in batches for i, _, _ in batch]
+    lengths = [sizes[i][0] // 8 + len(prompts[i].split()) for i in order]
+    assert sorted(order) == list(range(5)) and lengths == sorted(lengths) and [len(b) for b in batches] == [2, 2, 1]

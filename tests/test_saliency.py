@@ -228,6 +228,34 @@ def test_step_backward_is_single_use(tiny_models: dict[str, TinyLVLM]) -> None:
         step.saliency([4])
 
 
+def test_the_prefill_computes_no_logits_it_discards(tiny_models: dict[str, TinyLVLM]) -> None:
+    """Only the prompt's KV cache is kept from the no-gradient prefill: it asks for one position's
+    logits (a 7B model's vocabulary times the prompt times the batch is gigabytes), and the
+    rows still equal brute force."""
+    tiny = tiny_models["llava"]
+    inputs, spans = tiny.inputs(n_answer=3)
+    widths: list[int] = []
+    handle = tiny.model.register_forward_hook(lambda module, args, out: widths.append(out.logits.shape[1]))
+    try:
+        got = saliency_rows(tiny.model, inputs, spans.answer_start)
+    finally:
+        handle.remove()
+    assert widths == [1] * len(widths) and len(widths) == 4  # the prefill, then three one-token steps
+    torch.testing.assert_close(got, brute_force_rows(tiny.model, inputs, spans.answer_start), atol=TOL, rtol=0)
+
+
+def test_a_stale_step_refuses_its_backward(tiny_models: dict[str, TinyLVLM]) -> None:
+    """The next step writes into the KV cache the previous step's graph reads (the cache grows in
+    place, :mod:`lvsal_data.kvcache`): the stale backward raises, it never reads changed values."""
+    tiny = tiny_models["llava"]
+    inputs, _ = tiny.inputs(n_answer=0)
+    engine = SaliencyEngine(tiny.model)
+    first = engine.start(inputs)
+    engine.step([3])
+    with pytest.raises(RuntimeError, match="inplace"):
+        first.saliency([3])
+
+
 def test_default_target_layers() -> None:
     assert default_target_layers(32) == [6, 7, 8]
     assert default_target_layers(28) == [5, 6, 7]
