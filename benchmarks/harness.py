@@ -74,7 +74,7 @@ def measure(setup: Setup, methods: dict[str, Method], args: Any,
                                        "see its traceback above")
         proc.join()
         rows.append((name, per_token, tokens, peak))
-        print(f"  measured {name}", file=sys.stderr)
+        print(f"  measured {name}: {per_token * 1e3:.2f} ms / token, peak {peak:.0f} MB", file=sys.stderr)
     return rows
 
 

@@ -32,6 +32,7 @@ from .attention import decoder_layers
 from .config import DEFAULT_MAX_NEW_TOKENS, CollectConfig, load_calibration, sgrs_settings, with_calibration
 from .decoding import Decoder, build_decoder
 from .errors import InputError
+from .kvcache import CHUNK
 from .models import LVLM, load_lvlm
 from .prompts import resolve_system_prompt
 from .records import build_rows
@@ -355,7 +356,8 @@ def parse_batch_size(option: str | int) -> int | str:
 def auto_batch_size(lvlm: LVLM, answer_tokens: int = 512, cap: int = 32) -> int:
     """The batch size ``--batch-size auto`` picks: 4 on CPU; on CUDA, the free memory (less a
     quarter of headroom) over one sample's estimated footprint: its KV cache at a 7B-typical prompt
-    of 640 tokens plus ``answer_tokens``, times 3 for the step's live graph, capped at ``cap``."""
+    of 640 tokens plus ``answer_tokens``, times 3 for the step's live graph, plus the spare room
+    of the growing cache (:data:`lvsal_data.kvcache.CHUNK` tokens), capped at ``cap``."""
     if lvlm.device.type != "cuda":
         return 4
     text = lvlm.model.config.get_text_config()
@@ -363,7 +365,7 @@ def auto_batch_size(lvlm: LVLM, answer_tokens: int = 512, cap: int = 32) -> int:
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     per_token = 2 * text.num_hidden_layers * heads * head_dim * lvlm.dtype.itemsize
     free, _ = torch.cuda.mem_get_info(lvlm.device)
-    per_sample = 3 * per_token * (640 + answer_tokens)
+    per_sample = per_token * (3 * (640 + answer_tokens) + CHUNK)
     return max(1, min(cap, int(0.75 * free // per_sample)))
 
 
