@@ -141,12 +141,15 @@ class Step:
             eye = torch.eye(losses.numel(), device=losses.device, dtype=losses.dtype)
             grads = torch.autograd.grad(losses, self._graph_attn, grad_outputs=eye, is_grads_batched=True)
         q = self.position
-        rows = torch.zeros(batch, targets.shape[1], len(grads), q + 1)
+        # filled on the model's device and copied to the host once: a copy per layer would make
+        # a GPU step wait for the device once per traced layer
+        rows = torch.zeros(batch, targets.shape[1], len(grads), q + 1, device=self._graph_logits.device)
         for k, (att, g) in enumerate(zip(self._graph_attn, grads)):  # g: (K, batch, heads, queries, keys)
             width = att.shape[-1]
             shat = normalized_saliency(att[:, :, -1].detach(), g[:, :, :, -1])  # (K, batch, width)
-            rows[..., k, q + 1 - width:] = shat.transpose(0, 1).cpu()
+            rows[..., k, q + 1 - width:] = shat.transpose(0, 1)
         self._graph_attn = []  # free the graph
+        rows = rows.cpu()
         return rows[0] if flat else rows
 
 
