@@ -139,9 +139,10 @@ def batch_table(setup, args) -> None:
     """ms per token (amortised) and tokens/s of every method at each batch size, the median of
     --repeats runs; each method's ratio to generate() at the same batch size, its speed-up over
     the first batch size, and its peak memory."""
+    methods = {name: BATCH_METHODS[name] for name in args.methods} if args.methods else BATCH_METHODS
     rows = []
     for size in args.batch_sizes:
-        measured = {name: (t, peak) for name, t, _, peak in measure(Batched(setup, size), BATCH_METHODS, args,
+        measured = {name: (t, peak) for name, t, _, peak in measure(Batched(setup, size), methods, args,
                                                                    statistic="median")}
         rows += [(size, name, t, peak, t / measured["generate()"][0]) for name, (t, peak) in measured.items()]
     first = args.batch_sizes[0]
@@ -164,7 +165,15 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5, help="alternating pairs for the paired ratios (0: skip them)")
     parser.add_argument("--batch-sizes", type=lambda v: [int(x) for x in v.split(",")], default=None,
                         help="comma-separated batch sizes: print the batched table instead (e.g. 1,4,16)")
+    parser.add_argument("--methods", type=lambda v: [x.strip() for x in v.split(",")], default=None,
+                        help="comma-separated methods of the batched table (default: all of "
+                             f"{', '.join(BATCH_METHODS)}; generate() is always kept, for the ratios)")
     args = parser.parse_args()
+    if args.methods:
+        unknown = [m for m in args.methods if m not in BATCH_METHODS]
+        if unknown:
+            parser.error(f"unknown --methods {unknown}; choose from {list(BATCH_METHODS)}")
+        args.methods = ["generate()"] + [m for m in args.methods if m != "generate()"]
     setup = {"tiny": tiny_llava15, "organism": organism, "7b": llava15_7b}[args.model]
     if args.batch_sizes:
         return batch_table(setup, args)

@@ -179,3 +179,16 @@ def test_fast_path_equals_the_plain_path_on_the_gpu(fresh_tiny, dtype) -> None:
         assert torch.equal(a, b)  # the forward is bitwise eager's
     for a, b in zip(fast_rows, plain_rows):  # the backward rounds differently in half precision
         torch.testing.assert_close(a, b, atol=1e-5 if dtype == torch.float32 else 2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["greedy", "sgrs", "locore"])
+def test_batch_equals_batch_one_on_the_gpu(fresh_tiny, name) -> None:
+    """The batched engine on the device (left padding, per-sample positions and generators, the
+    growing KV cache): every sample's tokens and rows equal its batch-1 run there, in float32."""
+    from test_batch import _alone, _assert_same, _samples, _together
+
+    fresh_tiny.model.to(DEVICE)
+    samples = [({k: v.to(DEVICE) for k, v in inputs.items()}, spans) for inputs, spans in _samples(fresh_tiny)]
+    alone = _alone(fresh_tiny, samples, name, eos_token_ids=[])
+    for batched, single in zip(_together(fresh_tiny, samples, name, eos_token_ids=[]), alone):
+        _assert_same(batched, single)
