@@ -7,13 +7,15 @@
 #
 #   bash benchmarks/gpu_check.sh [LOG_DIR]      (from the repository root; LOG_DIR: ./gpu-logs)
 #
-# It runs on the machine's own python3 (which must hold torch with CUDA). Packages it lacks, or
-# holds in an older version than pyproject.toml needs, go as wheels in .whl/ (git-ignored), made
-# on any machine with pip:
+# It runs on the machine's own python3 (which must hold torch with CUDA). Its image's transformers
+# (5.17 in 2026-11) is older than the families this project traces need, so a newer one goes as
+# wheels in .whl/ (git-ignored; name it in the device call's carry), made on any machine with pip:
+# the versions CI tests with and their dependencies, less the large ones the image holds (34 MB):
 #
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#   python3 -m pip download --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl transformers==5.25.0 tokenizers==0.23.3 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+#       -d .whl transformers==5.25.0 datasets==5.2.0 tokenizers==0.23.3
+#   rm .whl/pyarrow-* .whl/numpy-* .whl/pandas-*
 #
 # The figures come first, the tests last. Each part has its own time limit (580 s in
 # all, for a device call of timeout_s=600), so one that hangs does not cost the others; every
