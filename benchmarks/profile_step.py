@@ -162,8 +162,9 @@ def main() -> None:
     if cuda:
         print(f"| GPU kernels and memory operations | {per['kernels']:.0f} |")
         print(f"| GPU busy ms | {per['busy_ms']:.2f} |")
-        print(f"| GPU busy / profiled wall (the profiler slows the host: a floor) | {per['busy_ms'] / per['wall_ms']:.0%} |")
-        print(f"| GPU busy / unprofiled wall (kernels as fast as profiled: a ceiling) | {per['busy_ms'] / plain_ms:.0%} |")
+        busy = per["busy_ms"]
+        print(f"| GPU busy / profiled wall (the profiler slows the host: a floor) | {busy / per['wall_ms']:.0%} |")
+        print(f"| GPU busy / unprofiled wall (kernels as fast as profiled: a ceiling) | {busy / plain_ms:.0%} |")
     print("\n| phase, per step | wall ms | top-level ATen operators |\n|---|---:|---:|")
     timed = sum(per.get(f"ms {p}", 0) for p in phases)
     for p in phases + ["other"]:
