@@ -138,9 +138,8 @@ def _run_detector(cfg: CollectConfig, settings: RunSettings) -> LinearDetector:
     if fitted is not None and list(fitted) != list(settings.layers):
         raise InputError(f"the detector {cfg.detector} was fitted on traces of layers {fitted}; this run traces "
                          f"{settings.layers} (pass --layers)")
-    hidden = detector.meta.get("hidden") if any(n.startswith("hidden[") for n in detector.feature_names) else None
-    if hidden and (hidden.get("layers") != settings.hidden_layers
-                                         or hidden.get("dim") != cfg.hidden_dim):
+    hidden = detector.meta.get("hidden") if detector.reads("hidden") else None
+    if hidden and (hidden.get("layers") != settings.hidden_layers or hidden.get("dim") != cfg.hidden_dim):
         raise InputError(f"the detector {cfg.detector} reads hidden states of layers {hidden.get('layers')} at "
                          f"dimension {hidden.get('dim')}; this run keeps layers {settings.hidden_layers} at "
                          f"{cfg.hidden_dim} (pass --hidden-layers / --hidden-dim)")

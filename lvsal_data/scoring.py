@@ -81,6 +81,11 @@ class LinearDetector:
                              "options of the traces it was fitted on")
         return X
 
+    def reads(self, column: str) -> bool:
+        """Whether the detector reads the optional list column ``column`` (``lookback``, ``hidden``):
+        whether any of its features is one of that column's entries."""
+        return any(n.startswith(f"{column}[") for n in self.feature_names)
+
     def score(self, X: FeatureMatrix) -> TokenArray:
         """Probability of the hallucinated class of each row of ``X``."""
         z = ((np.asarray(X, dtype=np.float64) - self.mean) / self.scale) @ self.coef + self.intercept

@@ -148,9 +148,8 @@ def check_detector(cfg: CollectConfig) -> Any:
     from .scoring import LinearDetector
 
     detector = LinearDetector.load(cfg.detector)
-    names = detector.feature_names
-    needs = [(any(n.startswith("lookback[") for n in names) and not cfg.lookback_heads, "--lookback-heads"),
-             (any(n.startswith("hidden[") for n in names) and not cfg.hidden_states, "--hidden-states")]
+    needs = [(detector.reads("lookback") and not cfg.lookback_heads, "--lookback-heads"),
+             (detector.reads("hidden") and not cfg.hidden_states, "--hidden-states")]
     missing = [flag for need, flag in needs if need]
     if missing:
         raise InputError(f"the detector {cfg.detector} reads features this run does not store: "

@@ -66,9 +66,7 @@ class Guided(Decoder):
         if when not in WHEN:
             raise InputError(f"--guided-when must be one of {', '.join(WHEN)}, got {when!r}")
         self.detector, self.k, self.floor, self.when = detector, k, floor, when
-        names = detector.feature_names
-        self._lookback = any(n.startswith("lookback[") for n in names)
-        self._hidden = any(n.startswith("hidden[") for n in names)
+        self._lookback, self._hidden = detector.reads("lookback"), detector.reads("hidden")
 
     @classmethod
     def from_options(cls, options: DecodingOptions, calibration: dict[str, Any] | None = None) -> "Guided":
